@@ -1,0 +1,1 @@
+"""Rodin-style avatars built on dream3d (may import dream3d; dream3d never imports avatars)."""

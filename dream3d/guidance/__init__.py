@@ -1,0 +1,1 @@
+"""Frozen diffusion priors and score distillation sampling."""

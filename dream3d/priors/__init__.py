@@ -1,0 +1,1 @@
+"""The primitives world and the bundled prior's model code."""

@@ -1,0 +1,1 @@
+"""Volume rendering: rays, sampling, compositing, shading, backgrounds."""
