@@ -1,4 +1,28 @@
 """Fields: functions from 3D points to density and albedo."""
 from dream3d.fields.base import Field, FieldOutput
+from dream3d.fields.hashgrid import HashGridConfig, TorchHashEncoding
+from dream3d.fields.mlp import DensityActivation, DensityBlobConfig
+from dream3d.fields.nerf import HashGridField, HashGridFieldConfig
+from dream3d.fields.triplane import (
+    FeatureAggregation,
+    TriplaneDecoder,
+    TriplaneDecoderConfig,
+    TriplaneField,
+    TriplaneFieldConfig,
+)
 
-__all__ = ["Field", "FieldOutput"]
+__all__ = [
+    "DensityActivation",
+    "DensityBlobConfig",
+    "FeatureAggregation",
+    "Field",
+    "FieldOutput",
+    "HashGridConfig",
+    "HashGridField",
+    "HashGridFieldConfig",
+    "TorchHashEncoding",
+    "TriplaneDecoder",
+    "TriplaneDecoderConfig",
+    "TriplaneField",
+    "TriplaneFieldConfig",
+]

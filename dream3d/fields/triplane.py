@@ -1,0 +1,140 @@
+"""The tri-plane field: three axis-aligned feature planes and a small MLP decoder.
+
+The planes are one tensor `[3, C, R, R]` (planes xy, xz, yz); a point's feature is the
+bilinear sample of each plane at its projection, summed or concatenated, and the decoder maps
+it to density and albedo. Planes and decoder are separate on purpose: avatars share ONE
+decoder across many per-avatar planes, so a field can be built from (planes, decoder).
+This is the default field on the CPU: a forward+backward is a few grid_samples and a tiny MLP.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from dream3d.fields.base import Field, FieldOutput
+from dream3d.fields.mlp import MLP, DensityActivation, DensityBlobConfig, activate_density, density_blob
+
+PLANE_AXES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2))
+"""The coordinate pairs of the three planes, in order: xy, xz, yz. In each plane the first
+coordinate indexes the width (last) axis and the second the height axis."""
+
+
+class FeatureAggregation(enum.Enum):
+    """How the three plane features of a point are combined."""
+
+    SUM = "sum"
+    """Add the three C-vectors: decoder input C (EG3D uses the mean, the same up to scale)."""
+    CONCAT = "concat"
+    """Concatenate them: decoder input 3C; keeps which plane said what."""
+
+
+@dataclass(frozen=True)
+class TriplaneDecoderConfig:
+    """The MLP that turns an aggregated plane feature into density and albedo."""
+
+    channels: int = 16
+    """Feature channels C of each plane."""
+    aggregation: FeatureAggregation = FeatureAggregation.SUM
+    """How the three plane features are combined before the decoder."""
+    hidden_dim: int = 32
+    """Width of the decoder's hidden layers."""
+    num_hidden_layers: int = 1
+    """Number of hidden layers of the decoder."""
+    density_activation: DensityActivation = DensityActivation.SOFTPLUS
+    """Raw density -> density >= 0."""
+    blob: DensityBlobConfig = field(default_factory=DensityBlobConfig)
+    """Initial soft blob of density in the centre (DreamFusion); strength 0 disables it."""
+
+
+@dataclass(frozen=True)
+class TriplaneFieldConfig:
+    """A tri-plane field: planes of `resolution`^2 texels and a decoder."""
+
+    resolution: int = 64
+    """Texels per side of each plane."""
+    init_std: float = 0.1
+    """Standard deviation of the planes' initial Gaussian noise."""
+    decoder: TriplaneDecoderConfig = field(default_factory=TriplaneDecoderConfig)
+    """The decoder MLP (its `channels` is the planes' channel count)."""
+    bound: float = 1.0
+    """The planes cover [-bound, bound]^3; points outside read the border texels."""
+
+
+def sample_triplane(planes: Tensor, points: Tensor, bound: float = 1.0) -> Tensor:
+    """Bilinear features of each point on each plane.
+
+    planes: [3, C, R, R] (xy, xz, yz); points: [N, 3] in [-bound, bound]. Returns [N, 3, C].
+    Texel centres sit at the cube's faces (align_corners=True), so R texels span [-1, 1].
+    Twice differentiable (autograd normals work through it).
+    """
+    coords = points / bound  # [N, 3] in [-1, 1]
+    grid = torch.stack([coords[:, list(axes)] for axes in PLANE_AXES], dim=0)  # [3, N, 2]
+    sampled = nn.functional.grid_sample(
+        planes, grid[:, None], mode="bilinear", padding_mode="border", align_corners=True
+    )  # [3, C, 1, N]
+    return sampled[:, :, 0].permute(2, 0, 1)  # [N, 3, C]
+
+
+class TriplaneDecoder(nn.Module):
+    """Aggregated plane features -> density and albedo. Shared by many planes (avatars)."""
+
+    def __init__(self, config: TriplaneDecoderConfig = TriplaneDecoderConfig()):
+        super().__init__()
+        self.config = config
+        c = config.channels
+        in_dim = c if config.aggregation is FeatureAggregation.SUM else 3 * c
+        self.mlp = MLP(in_dim, config.hidden_dim, config.num_hidden_layers, 4)
+
+    def forward(self, plane_features: Tensor, points: Tensor) -> FieldOutput:
+        """plane_features: [N, 3, C]; points: [N, 3] (for the blob). Returns density [N,1], albedo [N,3]."""
+        if self.config.aggregation is FeatureAggregation.SUM:
+            x = plane_features.sum(dim=1)  # [N, C]
+        else:
+            x = plane_features.flatten(1)  # [N, 3C]
+        raw = self.mlp(x)  # [N, 4]
+        raw_density = raw[:, :1] + density_blob(points, self.config.blob)
+        return FieldOutput(
+            density=activate_density(raw_density, self.config.density_activation),
+            albedo=torch.sigmoid(raw[:, 1:]),
+        )
+
+
+def init_planes(config: TriplaneFieldConfig, generator: torch.Generator | None = None) -> Tensor:
+    """[3, C, R, R] Gaussian noise of std `config.init_std`."""
+    r, c = config.resolution, config.decoder.channels
+    return config.init_std * torch.randn(3, c, r, r, generator=generator)
+
+
+class TriplaneField(Field):
+    """A Field from planes [3, C, R, R] and a TriplaneDecoder.
+
+    `TriplaneField(config)` makes fresh trainable planes and decoder. Pass `planes` and/or
+    `decoder` to build a field from parts: an `nn.Parameter` is registered (trained with the
+    field); a plain tensor (e.g. the output of a tri-plane diffusion model) is stored as is,
+    keeping its autograd graph, and is not a parameter of this module.
+    """
+
+    def __init__(
+        self,
+        config: TriplaneFieldConfig = TriplaneFieldConfig(),
+        planes: Tensor | None = None,
+        decoder: TriplaneDecoder | None = None,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        self.config = config
+        if planes is None:
+            planes = nn.Parameter(init_planes(config, generator))
+        expected = (3, config.decoder.channels)
+        if tuple(planes.shape[:2]) != expected or planes.ndim != 4:
+            raise ValueError(f"planes must be [3, {config.decoder.channels}, R, R], got {tuple(planes.shape)}")
+        self.planes = planes  # a Parameter registers itself; a plain tensor stays an attribute
+        self.decoder = decoder if decoder is not None else TriplaneDecoder(config.decoder)
+
+    def forward(self, points: Tensor) -> FieldOutput:
+        """points: [N, 3] -> density [N, 1], albedo [N, 3]."""
+        features = sample_triplane(self.planes, points, self.config.bound)  # [N, 3, C]
+        return self.decoder(features, points)

@@ -1,0 +1,256 @@
+"""The renderer's one entry: `render_cameras(field, cameras, ...) -> RenderOutput`.
+
+Steps for each chunk of rays: (1) rays from the cameras, (2) stratified samples inside the
+box, minus empty cells of the occupancy grid, (3) the field at the valid samples, (4) normals
+from the density gradient where shading or the caller needs them, (5) per-sample shading,
+(6) alpha compositing; then (7) the background behind what is not opaque.
+
+Normals: by default central finite differences of the density (6 extra density queries per
+sample, first-order autograd only). They work for every Field (the ground-truth SDF field,
+tinycudann encodings without double backward) and cost one plain backward, whereas autograd
+normals need `create_graph=True` and a double backward through the whole field when training;
+`NormalMethod.AUTOGRAD` is there for exact gradients. scripts/bench_render.py measures both.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from dream3d.cameras import Cameras
+from dream3d.fields.base import Field
+from dream3d.renderer import nerfacc_backend
+from dream3d.renderer.background import Background
+from dream3d.renderer.compositing import composite, composite_depth, weights_from_density
+from dream3d.renderer.occupancy import OccupancyGrid
+from dream3d.renderer.rays import RayBundle, camera_rays
+from dream3d.renderer.sampling import sample_points, stratified_samples
+from dream3d.renderer.shading import AMBIENT, lambertian, textureless
+
+
+class ShadingMode(enum.Enum):
+    """How a sample's colour is made (DreamFusion samples among these during training)."""
+
+    ALBEDO = "albedo"
+    """The field's albedo as is: no light, no normals needed."""
+    LAMBERTIAN = "lambertian"
+    """Albedo lit by the point light (diffuse + ambient)."""
+    TEXTURELESS = "textureless"
+    """A white surface lit by the point light: geometry only."""
+
+
+class NormalMethod(enum.Enum):
+    """How normals are computed from the density field."""
+
+    FINITE_DIFFERENCE = "finite_difference"
+    """Central differences, 6 extra density queries per sample; works for any field."""
+    AUTOGRAD = "autograd"
+    """Exact gradient by autograd; double backward through the field when training."""
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """How rays are sampled and composited."""
+
+    num_samples: int = 64
+    """Stratified samples per ray inside the box (before empty-space skipping)."""
+    bound: float = 1.0
+    """The scene box is [-bound, bound]^3; nothing outside it is rendered."""
+    near: float = 0.05
+    """No sample closer than this to the camera."""
+    randomize: bool = True
+    """Jitter samples inside their intervals (training); False: interval midpoints (evaluation)."""
+    normal_method: NormalMethod = NormalMethod.FINITE_DIFFERENCE
+    """How normals are computed when needed."""
+    finite_difference_eps: float = 1.0 / 64
+    """Step of the central differences, in scene units (about one tri-plane texel at R = 64)."""
+    compute_normals: bool = False
+    """Compute normals even in albedo shading (they always are for lambertian / textureless)."""
+    return_samples: bool = True
+    """Keep the per-sample weights, normals and directions (the orientation loss needs them);
+    turn off for large no-grad renders such as videos."""
+    chunk_rays: int = 16384
+    """Rays per chunk: bounds the memory of one step (a 256x256 frame is 4 chunks)."""
+    ambient: float = AMBIENT
+    """Ambient share of the light in lambertian / textureless shading."""
+    use_nerfacc: bool | None = None
+    """True: composite with nerfacc (CUDA); False: pure torch; None: nerfacc when available."""
+
+
+@dataclass
+class SampleData:
+    """The valid samples of a render, packed (M = number of samples the field was queried at)."""
+
+    weights: Tensor
+    """[M] compositing weights."""
+    normals: Tensor | None
+    """[M, 3] unit normals (None when none were computed)."""
+    directions: Tensor
+    """[M, 3] unit view directions of the samples' rays (camera -> scene)."""
+    ray_indices: Tensor
+    """[M] index of each sample's ray in B * H * W row-major order."""
+    num_rays: int
+    """B * H * W: for averaging per-ray sums."""
+
+
+@dataclass
+class RenderOutput:
+    """Images of a batch of cameras."""
+
+    rgb: Tensor
+    """[B, H, W, 3] colour composited over the background, in [0, 1]."""
+    opacity: Tensor
+    """[B, H, W, 1] accumulated alpha, sum of the weights."""
+    depth: Tensor
+    """[B, H, W, 1] expected distance along the ray of what was hit (0 where nothing was)."""
+    normal: Tensor
+    """[B, H, W, 3] weight-composited world-space normals (zeros where not computed)."""
+    background: Tensor
+    """[B, H, W, 3] the background colours used."""
+    samples: SampleData | None
+    """Per-sample data for the regularisers (None when RenderConfig.return_samples is False)."""
+
+
+def density_normals(field: Field, points: Tensor, config: RenderConfig) -> Tensor:
+    """Unit normals -grad(density)/|grad(density)| at points [M, 3]. Returns [M, 3].
+
+    Gradients w.r.t. field parameters flow through both methods (only first-order for
+    finite differences), so the orientation loss trains the field.
+    """
+    if config.normal_method is NormalMethod.AUTOGRAD:
+        training = torch.is_grad_enabled()
+        with torch.enable_grad():
+            p = points.detach().requires_grad_(True)
+            density = field.query_density(p)
+            (grad,) = torch.autograd.grad(density.sum(), p, create_graph=training)
+        if not training:
+            grad = grad.detach()
+    else:
+        eps = config.finite_difference_eps
+        offsets = torch.eye(3, device=points.device, dtype=points.dtype) * eps  # [3, 3]
+        shifted = torch.cat([points[:, None, :] + offsets, points[:, None, :] - offsets], dim=1)  # [M, 6, 3]
+        density = field.query_density(shifted.reshape(-1, 3)).reshape(-1, 6)  # [M, 6]
+        grad = (density[:, :3] - density[:, 3:]) / (2 * eps)  # [M, 3]
+    return -torch.nn.functional.normalize(grad, dim=-1, eps=1e-12)
+
+
+def _render_rays(
+    field: Field,
+    rays: RayBundle,
+    ray_offset: int,
+    rays_per_image: int,
+    config: RenderConfig,
+    shading: ShadingMode,
+    light_positions: Tensor | None,
+    occupancy: OccupancyGrid | None,
+    generator: torch.Generator | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, SampleData | None]:
+    """One chunk of N rays -> foreground rgb [N,3], opacity [N,1], depth [N,1], normal [N,3], samples."""
+    n = len(rays)
+    samples = stratified_samples(
+        rays, config.num_samples, config.bound, config.near, config.randomize, occupancy, generator
+    )
+    valid = samples.valid  # [N, S]
+    points = sample_points(rays, samples.t_mid)[valid]  # [M, 3]
+    out = field(points)  # density [M, 1], albedo [M, 3]
+    density = torch.zeros(valid.shape, device=points.device, dtype=out.density.dtype)
+    density = density.masked_scatter(valid, out.density[:, 0])  # [N, S]; empty space is 0
+
+    need_normals = shading is not ShadingMode.ALBEDO or config.compute_normals
+    normals = density_normals(field, points, config) if need_normals and points.shape[0] > 0 else None
+    if need_normals and normals is None:
+        normals = points.new_zeros(0, 3)
+
+    ray_index_local = valid.nonzero(as_tuple=True)[0]  # [M] chunk-local ray of each sample
+    if shading is ShadingMode.ALBEDO:
+        colors = out.albedo
+    else:
+        if light_positions is None:
+            raise ValueError(f"{shading} shading needs light_positions [B, 3]")
+        image = (ray_index_local + ray_offset) // rays_per_image  # [M]
+        light_dir = torch.nn.functional.normalize(light_positions[image] - points, dim=-1)
+        if shading is ShadingMode.LAMBERTIAN:
+            colors = lambertian(out.albedo, normals, light_dir, config.ambient)
+        else:
+            colors = textureless(normals, light_dir, config.ambient)
+
+    use_nerfacc = config.use_nerfacc if config.use_nerfacc is not None else nerfacc_backend.available()
+    if use_nerfacc:
+        weights, _ = nerfacc_backend.weights_from_density_nerfacc(density, samples.t_starts, samples.t_ends, valid)
+    else:
+        weights, _ = weights_from_density(density, samples.deltas)  # [N, S]
+    w = weights[valid]  # [M]
+    opacity = weights.sum(dim=-1, keepdim=True)  # [N, 1]
+    rgb = torch.zeros(n, 3, device=points.device, dtype=colors.dtype).index_add(0, ray_index_local, w[:, None] * colors)
+    depth = composite_depth(weights, samples.t_mid, opacity)
+    if normals is not None:
+        normal = torch.zeros(n, 3, device=points.device, dtype=normals.dtype).index_add(
+            0, ray_index_local, w[:, None] * normals
+        )
+    else:
+        normal = torch.zeros(n, 3, device=points.device)
+    sample_data = None
+    if config.return_samples:
+        sample_data = SampleData(
+            weights=w,
+            normals=normals,
+            directions=rays.directions[ray_index_local],
+            ray_indices=ray_index_local + ray_offset,
+            num_rays=0,  # filled in by render_cameras
+        )
+    return rgb, opacity, depth, normal, sample_data
+
+
+def render_cameras(
+    field: Field,
+    cameras: Cameras,
+    config: RenderConfig,
+    background: Background,
+    shading: ShadingMode = ShadingMode.ALBEDO,
+    light_positions: Tensor | None = None,
+    occupancy: OccupancyGrid | None = None,
+    generator: torch.Generator | None = None,
+) -> RenderOutput:
+    """Render every camera of `cameras` through `field`.
+
+    light_positions: [B, 3] point lights (see shading.sample_light_positions), needed for
+    lambertian / textureless shading. Rays are processed in chunks of `config.chunk_rays`;
+    wrap the call in torch.no_grad() for large frames (video) so chunks are freed as they go.
+    """
+    b, h, w = len(cameras), cameras.height, cameras.width
+    rays = camera_rays(cameras)  # N = B*H*W
+    parts = []
+    for start in range(0, len(rays), config.chunk_rays):
+        chunk = rays[start : start + config.chunk_rays]
+        parts.append(
+            _render_rays(field, chunk, start, h * w, config, shading, light_positions, occupancy, generator)
+        )
+    rgb_fg = torch.cat([p[0] for p in parts])  # [N, 3] premultiplied foreground
+    opacity = torch.cat([p[1] for p in parts])
+    depth = torch.cat([p[2] for p in parts])
+    normal = torch.cat([p[3] for p in parts])
+    directions = rays.directions.reshape(b, h, w, 3)
+    bg = background(directions, generator)  # [B, H, W, 3]
+    opacity_img = opacity.reshape(b, h, w, 1)
+    rgb = rgb_fg.reshape(b, h, w, 3) + (1.0 - opacity_img) * bg
+    samples = None
+    if config.return_samples:
+        pieces = [p[4] for p in parts]
+        normals = None if pieces[0].normals is None else torch.cat([s.normals for s in pieces])
+        samples = SampleData(
+            weights=torch.cat([s.weights for s in pieces]),
+            normals=normals,
+            directions=torch.cat([s.directions for s in pieces]),
+            ray_indices=torch.cat([s.ray_indices for s in pieces]),
+            num_rays=len(rays),
+        )
+    return RenderOutput(
+        rgb=rgb,
+        opacity=opacity_img,
+        depth=depth.reshape(b, h, w, 1),
+        normal=normal.reshape(b, h, w, 3),
+        background=bg,
+        samples=samples,
+    )
