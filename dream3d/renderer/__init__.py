@@ -13,9 +13,11 @@ from dream3d.renderer.render import (
     NormalMethod,
     RenderConfig,
     RenderOutput,
+    RayRenderOutput,
     SampleData,
     ShadingMode,
     render_cameras,
+    render_rays,
 )
 
 __all__ = [
@@ -30,10 +32,12 @@ __all__ = [
     "RayBundle",
     "RenderConfig",
     "RenderOutput",
+    "RayRenderOutput",
     "SampleData",
     "ShadingMode",
     "SolidBackground",
     "camera_rays",
     "intersect_aabb",
     "render_cameras",
+    "render_rays",
 ]

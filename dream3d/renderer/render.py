@@ -136,18 +136,33 @@ def density_normals(field: Field, points: Tensor, config: RenderConfig) -> Tenso
     return -torch.nn.functional.normalize(grad, dim=-1, eps=1e-12)
 
 
-def _render_rays(
+@dataclass
+class RayRenderOutput:
+    """What `render_rays` returns for N rays, before any background."""
+
+    rgb_foreground: Tensor
+    """[N, 3] premultiplied colour: composite over a background b as rgb + (1 - opacity) * b."""
+    opacity: Tensor
+    """[N, 1] accumulated alpha."""
+    depth: Tensor
+    """[N, 1] expected distance of what was hit (0 where nothing was)."""
+    normal: Tensor
+    """[N, 3] weight-composited normals (zeros where not computed)."""
+    samples: SampleData | None
+    """Per-sample data (None when RenderConfig.return_samples is False)."""
+
+
+def _render_chunk(
     field: Field,
     rays: RayBundle,
     ray_offset: int,
-    rays_per_image: int,
     config: RenderConfig,
     shading: ShadingMode,
     light_positions: Tensor | None,
     occupancy: OccupancyGrid | None,
     generator: torch.Generator | None,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, SampleData | None]:
-    """One chunk of N rays -> foreground rgb [N,3], opacity [N,1], depth [N,1], normal [N,3], samples."""
+) -> RayRenderOutput:
+    """One chunk of N rays; light_positions: [N, 3] per ray or None."""
     n = len(rays)
     samples = stratified_samples(
         rays, config.num_samples, config.bound, config.near, config.randomize, occupancy, generator
@@ -159,18 +174,17 @@ def _render_rays(
     density = density.masked_scatter(valid, out.density[:, 0])  # [N, S]; empty space is 0
 
     need_normals = shading is not ShadingMode.ALBEDO or config.compute_normals
-    normals = density_normals(field, points, config) if need_normals and points.shape[0] > 0 else None
-    if need_normals and normals is None:
-        normals = points.new_zeros(0, 3)
+    normals = None
+    if need_normals:
+        normals = density_normals(field, points, config) if points.shape[0] > 0 else points.new_zeros(0, 3)
 
     ray_index_local = valid.nonzero(as_tuple=True)[0]  # [M] chunk-local ray of each sample
     if shading is ShadingMode.ALBEDO:
         colors = out.albedo
     else:
         if light_positions is None:
-            raise ValueError(f"{shading} shading needs light_positions [B, 3]")
-        image = (ray_index_local + ray_offset) // rays_per_image  # [M]
-        light_dir = torch.nn.functional.normalize(light_positions[image] - points, dim=-1)
+            raise ValueError(f"{shading} shading needs light positions")
+        light_dir = torch.nn.functional.normalize(light_positions[ray_index_local] - points, dim=-1)
         if shading is ShadingMode.LAMBERTIAN:
             colors = lambertian(out.albedo, normals, light_dir, config.ambient)
         else:
@@ -185,12 +199,9 @@ def _render_rays(
     opacity = weights.sum(dim=-1, keepdim=True)  # [N, 1]
     rgb = torch.zeros(n, 3, device=points.device, dtype=colors.dtype).index_add(0, ray_index_local, w[:, None] * colors)
     depth = composite_depth(weights, samples.t_mid, opacity)
+    normal = torch.zeros(n, 3, device=points.device, dtype=density.dtype)
     if normals is not None:
-        normal = torch.zeros(n, 3, device=points.device, dtype=normals.dtype).index_add(
-            0, ray_index_local, w[:, None] * normals
-        )
-    else:
-        normal = torch.zeros(n, 3, device=points.device)
+        normal = normal.index_add(0, ray_index_local, w[:, None] * normals)
     sample_data = None
     if config.return_samples:
         sample_data = SampleData(
@@ -198,9 +209,47 @@ def _render_rays(
             normals=normals,
             directions=rays.directions[ray_index_local],
             ray_indices=ray_index_local + ray_offset,
-            num_rays=0,  # filled in by render_cameras
+            num_rays=n,
         )
-    return rgb, opacity, depth, normal, sample_data
+    return RayRenderOutput(rgb, opacity, depth, normal, sample_data)
+
+
+def render_rays(
+    field: Field,
+    rays: RayBundle,
+    config: RenderConfig,
+    shading: ShadingMode = ShadingMode.ALBEDO,
+    light_positions: Tensor | None = None,
+    occupancy: OccupancyGrid | None = None,
+    generator: torch.Generator | None = None,
+) -> RayRenderOutput:
+    """Render N arbitrary rays (e.g. a random batch of pixels from many views), in chunks.
+
+    light_positions: [N, 3], the point light of each ray (lambertian / textureless only).
+    """
+    parts = []
+    for start in range(0, len(rays), config.chunk_rays):
+        stop = start + config.chunk_rays
+        lights = None if light_positions is None else light_positions[start:stop]
+        parts.append(_render_chunk(field, rays[start:stop], start, config, shading, lights, occupancy, generator))
+    samples = None
+    if config.return_samples:
+        pieces = [p.samples for p in parts]
+        normals = None if pieces[0].normals is None else torch.cat([s.normals for s in pieces])
+        samples = SampleData(
+            weights=torch.cat([s.weights for s in pieces]),
+            normals=normals,
+            directions=torch.cat([s.directions for s in pieces]),
+            ray_indices=torch.cat([s.ray_indices for s in pieces]),
+            num_rays=len(rays),
+        )
+    return RayRenderOutput(
+        rgb_foreground=torch.cat([p.rgb_foreground for p in parts]),
+        opacity=torch.cat([p.opacity for p in parts]),
+        depth=torch.cat([p.depth for p in parts]),
+        normal=torch.cat([p.normal for p in parts]),
+        samples=samples,
+    )
 
 
 def render_cameras(
@@ -220,37 +269,17 @@ def render_cameras(
     wrap the call in torch.no_grad() for large frames (video) so chunks are freed as they go.
     """
     b, h, w = len(cameras), cameras.height, cameras.width
-    rays = camera_rays(cameras)  # N = B*H*W
-    parts = []
-    for start in range(0, len(rays), config.chunk_rays):
-        chunk = rays[start : start + config.chunk_rays]
-        parts.append(
-            _render_rays(field, chunk, start, h * w, config, shading, light_positions, occupancy, generator)
-        )
-    rgb_fg = torch.cat([p[0] for p in parts])  # [N, 3] premultiplied foreground
-    opacity = torch.cat([p[1] for p in parts])
-    depth = torch.cat([p[2] for p in parts])
-    normal = torch.cat([p[3] for p in parts])
-    directions = rays.directions.reshape(b, h, w, 3)
-    bg = background(directions, generator)  # [B, H, W, 3]
-    opacity_img = opacity.reshape(b, h, w, 1)
-    rgb = rgb_fg.reshape(b, h, w, 3) + (1.0 - opacity_img) * bg
-    samples = None
-    if config.return_samples:
-        pieces = [p[4] for p in parts]
-        normals = None if pieces[0].normals is None else torch.cat([s.normals for s in pieces])
-        samples = SampleData(
-            weights=torch.cat([s.weights for s in pieces]),
-            normals=normals,
-            directions=torch.cat([s.directions for s in pieces]),
-            ray_indices=torch.cat([s.ray_indices for s in pieces]),
-            num_rays=len(rays),
-        )
+    rays = camera_rays(cameras)  # N = B*H*W, image-major
+    ray_lights = None if light_positions is None else light_positions.repeat_interleave(h * w, dim=0)  # [N, 3]
+    out = render_rays(field, rays, config, shading, ray_lights, occupancy, generator)
+    bg = background(rays.directions.reshape(b, h, w, 3), generator)  # [B, H, W, 3]
+    opacity = out.opacity.reshape(b, h, w, 1)
+    rgb = out.rgb_foreground.reshape(b, h, w, 3) + (1.0 - opacity) * bg
     return RenderOutput(
         rgb=rgb,
-        opacity=opacity_img,
-        depth=depth.reshape(b, h, w, 1),
-        normal=normal.reshape(b, h, w, 3),
+        opacity=opacity,
+        depth=out.depth.reshape(b, h, w, 1),
+        normal=out.normal.reshape(b, h, w, 3),
         background=bg,
-        samples=samples,
+        samples=out.samples,
     )
