@@ -70,3 +70,19 @@ def test_v_prediction_checkpoint_is_refused(sd_folder, tmp_path):
     config_path.write_text(json.dumps(config))
     with pytest.raises(PriorNotFoundError, match="epsilon"):
         load_prior(str(vpred))
+
+
+def test_model_id_loads_from_the_local_hf_cache(sd_folder, tmp_path, monkeypatch):
+    # The layout `huggingface-cli download` leaves: models--owner--name/{refs/main, snapshots/<rev>/}.
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--tiny--sd"
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(sd_folder, repo / "snapshots" / revision)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    prior = load_prior("tiny/sd")
+    assert isinstance(prior, StableDiffusionPrior)
+    assert revision in prior.identity

@@ -177,32 +177,59 @@ class StableDiffusionPrior(DiffusionPrior):
 
     kind = PriorKind.STABLE_DIFFUSION
 
-    def __init__(self, folder: Path, device: torch.device, dtype: torch.dtype, config: PriorRuntimeConfig):
+    def __init__(
+        self,
+        unet: nn.Module,
+        vae: nn.Module,
+        text_encoder: nn.Module,
+        tokenizer,
+        alphas_cumprod: Tensor,
+        identity: str,
+        device: torch.device,
+        config: PriorRuntimeConfig = PriorRuntimeConfig(),
+    ):
+        """Components already in their dtype (diffusers UNet2DConditionModel, AutoencoderKL,
+        transformers CLIPTextModel and tokenizer); alphas_cumprod: [T]. `from_folder` loads them."""
+        self.device, self.dtype = device, next(unet.parameters()).dtype
+        self.identity = f"{identity}:{self.dtype}"
+        self.unet = _freeze(unet).to(device)
+        self.vae = _freeze(vae).to(device)
+        self.vae.decoder = None  # SDS only encodes; dropping the decoder frees ~100 MB on the device
+        self.tokenizer = tokenizer
+        self.text_encoder = _TextEncoderOffload(_freeze(text_encoder), device, config.offload_text_encoder)
+        self.alphas_cumprod = alphas_cumprod.to(device=device, dtype=torch.float32)
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.image_size = int(self.unet.config.sample_size) * self.vae_scale_factor
+        self.scaling_factor = float(self.vae.config.scaling_factor)
+        if config.attention_slicing and device.type == "cuda":
+            self.unet.set_attention_slice("auto")
+
+    @classmethod
+    def from_folder(
+        cls, folder: Path, device: torch.device, dtype: torch.dtype, config: PriorRuntimeConfig
+    ) -> "StableDiffusionPrior":
+        """Load the components of a StableDiffusionPipeline folder (local files only)."""
         from diffusers import AutoencoderKL, UNet2DConditionModel
         from transformers import AutoTokenizer, CLIPTextModel
 
-        self.device, self.dtype = device, dtype
-        self.identity = f"{self.kind.value}:{folder.resolve()}:{dtype}"
         scheduler_config = _scheduler_config(folder)
         if scheduler_config.get("prediction_type", "epsilon") != "epsilon":
             raise PriorNotFoundError(
                 f"Prior at {folder} predicts {scheduler_config['prediction_type']}, not epsilon; "
                 "use an epsilon-prediction checkpoint such as stabilityai/stable-diffusion-2-1-base"
             )
-        self.unet = _freeze(_load_diffusers_model(UNet2DConditionModel, folder, "unet", dtype, config.variant)).to(device)
-        self.vae = _freeze(_load_diffusers_model(AutoencoderKL, folder, "vae", dtype, config.variant)).to(device)
-        self.vae.decoder = None  # SDS only encodes; dropping the decoder frees ~100 MB on the device
-        text_encoder = _freeze(
-            _load_transformers(CLIPTextModel, folder, "text_encoder", torch_dtype=dtype, variant=config.variant)
+        return cls(
+            unet=_load_diffusers_model(UNet2DConditionModel, folder, "unet", dtype, config.variant),
+            vae=_load_diffusers_model(AutoencoderKL, folder, "vae", dtype, config.variant),
+            text_encoder=_load_transformers(
+                CLIPTextModel, folder, "text_encoder", torch_dtype=dtype, variant=config.variant
+            ),
+            tokenizer=_load_transformers(AutoTokenizer, folder, "tokenizer"),
+            alphas_cumprod=_alphas_cumprod(require_component(folder, "scheduler"), device),
+            identity=f"{cls.kind.value}:{folder.resolve()}",
+            device=device,
+            config=config,
         )
-        self.tokenizer = _load_transformers(AutoTokenizer, folder, "tokenizer")
-        self.text_encoder = _TextEncoderOffload(text_encoder, device, config.offload_text_encoder)
-        self.alphas_cumprod = _alphas_cumprod(require_component(folder, "scheduler"), device)
-        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
-        self.image_size = int(self.unet.config.sample_size) * self.vae_scale_factor
-        self.scaling_factor = float(self.vae.config.scaling_factor)
-        if config.attention_slicing and device.type == "cuda":
-            self.unet.set_attention_slice("auto")
 
     def modules(self) -> Iterator[nn.Module]:
         yield from (self.unet, self.vae, self.text_encoder.encoder)
@@ -239,22 +266,47 @@ class DeepFloydIFPrior(DiffusionPrior):
     max_text_tokens = 77
     """IFPipeline encodes prompts to 77 T5 tokens."""
 
-    def __init__(self, folder: Path, device: torch.device, dtype: torch.dtype, config: PriorRuntimeConfig):
-        from diffusers import UNet2DConditionModel
-        from transformers import AutoTokenizer, T5EncoderModel
-
-        self.device, self.dtype = device, dtype
-        self.identity = f"{self.kind.value}:{folder.resolve()}:{dtype}"
-        self.unet = _freeze(_load_diffusers_model(UNet2DConditionModel, folder, "unet", dtype, config.variant)).to(device)
-        text_encoder = _freeze(
-            _load_transformers(T5EncoderModel, folder, "text_encoder", torch_dtype=dtype, variant=config.variant)
-        )
-        self.tokenizer = _load_transformers(AutoTokenizer, folder, "tokenizer")
-        self.text_encoder = _TextEncoderOffload(text_encoder, device, config.offload_text_encoder)
-        self.alphas_cumprod = _alphas_cumprod(require_component(folder, "scheduler"), device)
+    def __init__(
+        self,
+        unet: nn.Module,
+        text_encoder: nn.Module,
+        tokenizer,
+        alphas_cumprod: Tensor,
+        identity: str,
+        device: torch.device,
+        config: PriorRuntimeConfig = PriorRuntimeConfig(),
+    ):
+        """Components already in their dtype (diffusers UNet2DConditionModel with 2C outputs,
+        transformers T5EncoderModel and tokenizer); alphas_cumprod: [T]."""
+        self.device, self.dtype = device, next(unet.parameters()).dtype
+        self.identity = f"{identity}:{self.dtype}"
+        self.unet = _freeze(unet).to(device)
+        self.tokenizer = tokenizer
+        self.text_encoder = _TextEncoderOffload(_freeze(text_encoder), device, config.offload_text_encoder)
+        self.alphas_cumprod = alphas_cumprod.to(device=device, dtype=torch.float32)
         self.image_size = int(self.unet.config.sample_size)
         if config.attention_slicing and device.type == "cuda":
             self.unet.set_attention_slice("auto")
+
+    @classmethod
+    def from_folder(
+        cls, folder: Path, device: torch.device, dtype: torch.dtype, config: PriorRuntimeConfig
+    ) -> "DeepFloydIFPrior":
+        """Load the components of an IFPipeline (stage I) folder (local files only)."""
+        from diffusers import UNet2DConditionModel
+        from transformers import AutoTokenizer, T5EncoderModel
+
+        return cls(
+            unet=_load_diffusers_model(UNet2DConditionModel, folder, "unet", dtype, config.variant),
+            text_encoder=_load_transformers(
+                T5EncoderModel, folder, "text_encoder", torch_dtype=dtype, variant=config.variant
+            ),
+            tokenizer=_load_transformers(AutoTokenizer, folder, "tokenizer"),
+            alphas_cumprod=_alphas_cumprod(require_component(folder, "scheduler"), device),
+            identity=f"{cls.kind.value}:{folder.resolve()}",
+            device=device,
+            config=config,
+        )
 
     def modules(self) -> Iterator[nn.Module]:
         yield from (self.unet, self.text_encoder.encoder)
@@ -357,7 +409,7 @@ def load_prior(
     folder = resolve_prior_folder(spec)
     kind = read_prior_kind(folder)
     if kind is PriorKind.STABLE_DIFFUSION:
-        return StableDiffusionPrior(folder, device, dtype, config)
+        return StableDiffusionPrior.from_folder(folder, device, dtype, config)
     if kind is PriorKind.DEEPFLOYD_IF:
-        return DeepFloydIFPrior(folder, device, dtype, config)
+        return DeepFloydIFPrior.from_folder(folder, device, dtype, config)
     return BundledPrimitivesPrior.from_folder(folder, device, dtype)
