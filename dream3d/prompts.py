@@ -172,11 +172,12 @@ class PromptEmbeddings:
     def for_cameras(self, cameras: Cameras, perp_neg: PerpNegConfig | None = None) -> GuidanceCondition:
         """Conditioning for a batch of cameras: each sample's view prompt, and with `perp_neg`
         the interpolated positive and the Perp-Neg negatives (see PerpNegConfig)."""
-        condition = self.for_views(self.views_for(cameras))
+        views = self.views_for(cameras)  # [B]
+        condition = self.for_views(views)
         if perp_neg is None:
             return condition
         positive, negatives, weights = self._perp_neg(cameras, perp_neg)
-        overhead = (self.views_for(cameras) == View.OVERHEAD).to(positive.device)
+        overhead = (views == View.OVERHEAD).to(positive.device)
         positive = torch.where(overhead[:, None, None], condition.conditional, positive)
         weights = torch.where(overhead[:, None].to(weights.device), torch.zeros_like(weights), weights)
         return GuidanceCondition(
