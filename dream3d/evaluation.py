@@ -113,10 +113,28 @@ def _call_occupancy(fn, points: np.ndarray) -> np.ndarray:
 
 
 def load_mesh(path: str | os.PathLike):
-    """Load a GLB / OBJ / PLY as one trimesh.Trimesh (scenes are concatenated, vertices kept as stored)."""
+    """Load a GLB / OBJ / PLY as one trimesh.Trimesh, vertices kept as stored (no merging).
+
+    Scene node transforms are applied; several geometries are concatenated. A single geometry is
+    returned as loaded, so its visuals (texture, material, COLOR_0 as `visual.vertex_attributes`)
+    survive intact.
+    """
     import trimesh
 
-    return trimesh.load(str(path), force="mesh", process=False)
+    loaded = trimesh.load(str(path), process=False)
+    if isinstance(loaded, trimesh.Trimesh):
+        return loaded
+    placed = []
+    for node in loaded.graph.nodes_geometry:
+        transform, name = loaded.graph[node]
+        geometry = loaded.geometry[name]
+        if isinstance(geometry, trimesh.Trimesh):
+            placed.append((np.asarray(transform), geometry))
+    if not placed:
+        raise ValueError(f"{path} holds no triangle mesh")
+    if len(placed) == 1 and np.allclose(placed[0][0], np.eye(4)):
+        return placed[0][1]  # as loaded: copies would drop visual.vertex_attributes
+    return trimesh.util.concatenate([g.copy().apply_transform(t) for t, g in placed])
 
 
 # ----------------------------------------------------------------------------- colour / image metrics

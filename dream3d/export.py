@@ -19,7 +19,9 @@ are conventionally sRGB and written unchanged.
 from __future__ import annotations
 
 import io
+import json
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -80,10 +82,50 @@ def _trimesh(mesh: Mesh, linear_vertex_colors: bool):
     return tm
 
 
+_ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
+
+
+def _patch_glb_json(data: bytes, patch) -> bytes:
+    """Apply `patch(gltf: dict) -> None` to the JSON chunk of a GLB and repack it."""
+    magic, version, _ = struct.unpack_from("<4sII", data, 0)
+    json_len, json_type = struct.unpack_from("<II", data, 12)
+    assert magic == b"glTF" and version == 2 and json_type == 0x4E4F534A, "not a glTF 2.0 GLB"
+    gltf = json.loads(data[20 : 20 + json_len])
+    rest = data[20 + json_len :]  # the BIN chunk, header included
+    patch(gltf)
+    text = json.dumps(gltf, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 4)  # chunks are 4-byte aligned; JSON pads with spaces
+    body = struct.pack("<II", len(text), 0x4E4F534A) + text + rest
+    return struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body
+
+
+def _glb_fixes(gltf: dict) -> None:
+    """Mark vertex/index bufferViews with their target, and give material-less primitives a
+    non-metallic, fully rough material (glTF's default is metallic; Blender's importer only wires
+    COLOR_0 into a material that exists)."""
+    for mesh in gltf.get("meshes", []):
+        for prim in mesh["primitives"]:
+            for accessor in prim["attributes"].values():
+                view = gltf["accessors"][accessor].get("bufferView")
+                if view is not None:
+                    gltf["bufferViews"][view]["target"] = _ARRAY_BUFFER
+            if "indices" in prim:
+                view = gltf["accessors"][prim["indices"]].get("bufferView")
+                if view is not None:
+                    gltf["bufferViews"][view]["target"] = _ELEMENT_ARRAY_BUFFER
+            if "material" not in prim:
+                materials = gltf.setdefault("materials", [])
+                materials.append(
+                    {"name": "vertex_colour", "pbrMetallicRoughness": {"metallicFactor": 0.0, "roughnessFactor": 1.0}}
+                )
+                prim["material"] = len(materials) - 1
+
+
 def export_glb(mesh: Mesh, path: str | os.PathLike) -> Path:
     """Binary glTF with normals and, when the mesh is textured, a baseColorTexture (sRGB PNG).
 
-    Untextured meshes carry linear COLOR_0 vertex colours instead. Returns the path written.
+    Untextured meshes carry linear COLOR_0 vertex colours instead (with a plain non-metallic
+    material, which COLOR_0 multiplies). Returns the path written.
     """
     import trimesh
 
@@ -91,7 +133,7 @@ def export_glb(mesh: Mesh, path: str | os.PathLike) -> Path:
     scene = trimesh.Scene()
     scene.add_geometry(tm, node_name="dream3d", geom_name="dream3d")
     data = trimesh.exchange.gltf.export_glb(scene, include_normals=True)
-    write_bytes_atomic(path, data)
+    write_bytes_atomic(path, _patch_glb_json(data, _glb_fixes))
     return Path(path)
 
 

@@ -56,6 +56,7 @@ def test_textured_glb_passes_the_khronos_validator(tmp_path):
     textured = bake_texture(extract_mesh(Ball(), MeshConfig(resolution=24)), Ball(), texture_size=64)
     issues = _validate(export_glb(textured, tmp_path / "ball.glb"), tmp_path)
     assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, _problems(issues)
+    assert issues["messages"] == []  # not even infos or hints
 
 
 def test_vertex_coloured_glb_passes_the_khronos_validator(tmp_path):
@@ -63,3 +64,4 @@ def test_vertex_coloured_glb_passes_the_khronos_validator(tmp_path):
     f = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], np.int64)
     issues = _validate(export_glb(Mesh(v, f, np.random.rand(4, 3).astype(np.float32)), tmp_path / "t.glb"), tmp_path)
     assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, _problems(issues)
+    assert issues["messages"] == []  # not even infos or hints
