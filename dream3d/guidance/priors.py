@@ -161,6 +161,14 @@ def _load_transformers(cls, folder: Path, component: str, **kwargs):
     path = require_component(folder, component)
     try:
         return cls.from_pretrained(str(path), local_files_only=True, **kwargs)
+    except ImportError as error:
+        # DeepFloyd IF ships a SentencePiece T5 tokenizer (spiece.model) that transformers converts
+        # with the sentencepiece and protobuf packages.
+        raise PriorNotFoundError(
+            f"Cannot load {component}/ of the prior at {folder}: a package is missing "
+            f"({str(error).strip().splitlines()[0] if str(error).strip() else error!r}); "
+            "for IF's T5 tokenizer: pip install sentencepiece protobuf"
+        ) from None
     except (OSError, ValueError, EnvironmentError) as error:
         raise _load_error(folder, component, error) from None
 
