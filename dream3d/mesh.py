@@ -49,8 +49,12 @@ class MeshConfig:
     render_step: float | None = None
     """Step length (scene units) for that candidate; None uses one grid voxel."""
     min_silhouette_iou: float = 0.9
-    """The mesh's axis silhouettes must agree with the field's opacity > 0.5 masks this well,
-    else other levels from the density distribution are tried."""
+    """The mesh's axis silhouettes must agree with the field's opacity > 0.5 masks this well
+    (IoU outside a band of `silhouette_tolerance_px` around the opacity mask's edge), else other
+    levels from the density distribution are tried."""
+    silhouette_tolerance_px: int = 2
+    """Pixels this close to the edge of the opacity mask are not counted: rays grazing a flat
+    face through a soft density shell turn opaque a little outside the surface."""
     keep_area_fraction: float = 0.99
     """Floater removal: keep the largest connected components that together hold this share
     of the surface area; everything smaller is dropped."""
@@ -260,21 +264,37 @@ def silhouette_masks(vertices: np.ndarray, faces: np.ndarray, resolution: int, b
     return masks
 
 
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+def mask_iou(a: np.ndarray, b: np.ndarray, tolerance_px: int = 0) -> float:
+    """IoU of bool masks a, b [H, W], ignoring pixels within `tolerance_px` of b's edge."""
+    care = np.ones_like(b, dtype=bool)
+    if tolerance_px > 0 and b.any():
+        from scipy.ndimage import binary_dilation, binary_erosion
+
+        band = binary_dilation(b, iterations=tolerance_px) & ~binary_erosion(b, iterations=tolerance_px)
+        care = ~band
+    union = (np.logical_or(a, b) & care).sum()
+    return float((np.logical_and(a, b) & care).sum() / union) if union else 1.0
 
 
 # ----------------------------------------------------------------------------- mesh helpers
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """[V, 3] float32 area-weighted unit vertex normals."""
+    """[V, 3] float32 area-weighted unit vertex normals.
+
+    Vertices at the same position (copies made along UV seams) share one normal, so shading
+    shows no seam where the texture atlas cuts the surface.
+    """
+    if vertices.shape[0] == 0:
+        return np.zeros((0, 3), np.float32)
+    _, weld = np.unique(vertices, axis=0, return_inverse=True)  # [V] welded index
+    weld = weld.reshape(-1)
     tri = vertices[faces].astype(np.float64)
     fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # [F, 3], length = 2 * area
-    normals = np.zeros_like(vertices, dtype=np.float64)
+    normals = np.zeros((int(weld.max()) + 1, 3), np.float64)
     for k in range(3):
-        np.add.at(normals, faces[:, k], fn)
+        np.add.at(normals, weld[faces[:, k]], fn)
+    normals = normals[weld]
     length = np.linalg.norm(normals, axis=1, keepdims=True)
     fallback = np.array([0.0, 1.0, 0.0])
     return np.where(length > 1e-20, normals / np.maximum(length, 1e-20), fallback).astype(np.float32)
@@ -375,10 +395,10 @@ def candidate_levels(grid: np.ndarray, alpha_level: float) -> list[float]:
     return sorted({float(lv) for lv in levels if 0.0 < lv < top})
 
 
-def voxel_silhouette_iou(grid: np.ndarray, level: float, target: list[np.ndarray]) -> float:
+def voxel_silhouette_iou(grid: np.ndarray, level: float, target: list[np.ndarray], tolerance_px: int = 0) -> float:
     """Cheap proxy of the mesh check: IoU of (grid >= level) projected along each axis vs `target`."""
     occupied = grid >= level
-    return float(np.mean([mask_iou(occupied.any(axis=a), t) for a, t in enumerate(target)]))
+    return float(np.mean([mask_iou(occupied.any(axis=a), t, tolerance_px) for a, t in enumerate(target)]))
 
 
 def extract_mesh(field: Field, config: MeshConfig = MeshConfig()) -> Mesh:
@@ -404,7 +424,8 @@ def extract_mesh(field: Field, config: MeshConfig = MeshConfig()) -> Mesh:
         if faces.shape[0] == 0:
             return verts, faces, removed, 0.0
         sil = silhouette_masks(verts, faces, res, bound)
-        return verts, faces, removed, float(np.mean([mask_iou(s, t) for s, t in zip(sil, target)]))
+        tol = config.silhouette_tolerance_px
+        return verts, faces, removed, float(np.mean([mask_iou(s, t, tol) for s, t in zip(sil, target)]))
 
     verts, faces, removed, iou = check(proposed)
     level, fell_back = proposed, False
@@ -412,7 +433,7 @@ def extract_mesh(field: Field, config: MeshConfig = MeshConfig()) -> Mesh:
         best = (iou, proposed, verts, faces, removed)
         levels = candidate_levels(grid, alpha_level)
         # Rank every candidate by the cheap voxel proxy, then mesh and check the three best.
-        ranked = sorted(levels, key=lambda lv: -voxel_silhouette_iou(grid, lv, target))[:3]
+        ranked = sorted(levels, key=lambda lv: -voxel_silhouette_iou(grid, lv, target, config.silhouette_tolerance_px))[:3]
         for lv in ranked:
             v, f, r, i = check(lv)
             if f.shape[0] and i > best[0]:
