@@ -112,6 +112,30 @@ def _call_occupancy(fn, points: np.ndarray) -> np.ndarray:
     return np.asarray(out).reshape(-1).astype(bool)
 
 
+def mesh_masks(mesh, cameras) -> np.ndarray:
+    """The mesh's silhouette seen by each camera, with the renderer's pixel convention.
+
+    mesh: dream3d Mesh or anything with .vertices [V, 3] / .faces [F, 3]; cameras: dream3d
+    Cameras (pixel (row v, col u) looks through ((u + 0.5 - W/2) / f, -(v + 0.5 - H/2) / f, -1)).
+    Returns bool [B, H, W]: pixel centres covered by a triangle in front of the camera.
+    Compare with a render's `opacity > 0.5` to see whether an exported mesh matches the field.
+    """
+    vertices, faces = _as_arrays(mesh)
+    c2w = cameras.c2w.detach().cpu().double().numpy()  # [B, 4, 4]
+    focal = cameras.focal_px.detach().cpu().double().numpy()  # [B]
+    h, w = cameras.height, cameras.width
+    masks = np.zeros((c2w.shape[0], h, w), bool)
+    for b in range(c2w.shape[0]):
+        cam = (vertices - c2w[b, :3, 3]) @ c2w[b, :3, :3]  # [V, 3] camera space (rotation^T applied)
+        depth = -cam[:, 2]
+        in_front = (depth[faces] > 1e-6).all(axis=1)
+        safe = np.maximum(depth, 1e-6)
+        px = np.stack([focal[b] * cam[:, 0] / safe + 0.5 * w, -focal[b] * cam[:, 1] / safe + 0.5 * h], axis=-1)
+        _, row, col, _ = rasterize_triangles(px[faces[in_front]], h, w, eps=1e-6)
+        masks[b, row, col] = True
+    return masks
+
+
 def load_mesh(path: str | os.PathLike):
     """Load a GLB / OBJ / PLY as one trimesh.Trimesh, vertices kept as stored (no merging).
 
