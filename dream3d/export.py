@@ -208,3 +208,18 @@ def export_ply(mesh: Mesh, path: str | os.PathLike, z_up: bool = True) -> Path:
     )
     write_bytes_atomic(path, header.encode("ascii") + vertex.tobytes() + face.tobytes())
     return Path(path)
+
+
+def export_mesh(mesh: Mesh, path: str | os.PathLike) -> list[Path]:
+    """Export by file suffix: .glb, .obj (+ .mtl + .png when textured) or .ply (Blender frame).
+
+    Returns the paths written. Raises ValueError for any other suffix.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix == ".glb":
+        return [export_glb(mesh, path)]
+    if suffix == ".obj":
+        return export_obj(mesh, path)
+    if suffix == ".ply":
+        return [export_ply(mesh, path)]
+    raise ValueError(f"cannot export a mesh as {suffix!r}: use .glb, .obj or .ply")

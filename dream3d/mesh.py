@@ -79,9 +79,12 @@ class IsoLevelReport:
     """Share of the surface area removed as floaters."""
     boundary_edge_fraction: float
     """Share of edges used by only one face (0 for a watertight mesh)."""
+    bound_sides_touched: int
+    """How many of the scene box's 6 sides the mesh reaches (the surface was cut by the box
+    there); 4 or more usually means fog or background baked into the density."""
 
 
-@dataclass
+@dataclass(eq=False)  # numpy fields: compare meshes explicitly, not with ==
 class Mesh:
     """A triangle mesh in the world frame (+Y up, +Z front, metres)."""
 
@@ -453,6 +456,15 @@ def extract_mesh(field: Field, config: MeshConfig = MeshConfig()) -> Mesh:
             f"density level {level:.3g}); the field may be foggy or semi-transparent.",
             stacklevel=2,
         )
+    # Marching cubes on the zero-padded grid puts cut surfaces just outside the box.
+    touched = int((verts.min(axis=0) < -bound + 1e-6).sum() + (verts.max(axis=0) > bound - 1e-6).sum())
+    if touched >= 4:
+        warnings.warn(
+            f"The mesh reaches {touched} of the 6 sides of the scene box: the field has density almost "
+            "everywhere (fog, or the background learned as geometry). Train longer, raise the opacity/"
+            "sparsity weight, or use a background model so the object does not have to paint it.",
+            stacklevel=2,
+        )
     if signed_volume(verts, faces) < 0:  # open or inverted pieces: keep normals pointing out
         faces = faces[:, ::-1].copy()
     normals = vertex_normals(verts, faces)
@@ -465,6 +477,7 @@ def extract_mesh(field: Field, config: MeshConfig = MeshConfig()) -> Mesh:
         fell_back=fell_back,
         removed_area_fraction=removed,
         boundary_edge_fraction=boundary_edge_fraction(faces),
+        bound_sides_touched=touched,
     )
     return Mesh(
         vertices=verts.astype(np.float32),

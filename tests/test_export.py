@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dream3d.evaluation import load_mesh
-from dream3d.export import export_glb, export_obj, export_ply, srgb_to_linear
+from dream3d.export import export_glb, export_mesh, export_obj, export_ply, srgb_to_linear
 from dream3d.fields.base import Field, FieldOutput
 from dream3d.mesh import Mesh, MeshConfig, bake_texture, extract_mesh, sample_texture
 
@@ -114,3 +114,12 @@ def test_ply_round_trip_in_blender_frame_and_world_frame(meshes, tmp_path):
     colours = np.asarray(world.visual.vertex_colors)[:, :3]
     v = np.asarray(world.vertices)
     assert np.all(colours[(v[:, 1] > 0.3) & (v[:, 2] < 0.1)] == [255, 0, 0])
+
+
+def test_export_mesh_picks_the_format_from_the_suffix(meshes, tmp_path):
+    _, textured = meshes
+    assert [p.name for p in export_mesh(textured, tmp_path / "a.glb")] == ["a.glb"]
+    assert [p.name for p in export_mesh(textured, tmp_path / "b.OBJ")] == ["b.OBJ", "b.mtl", "b.png"]
+    assert [p.name for p in export_mesh(textured, tmp_path / "c.ply")] == ["c.ply"]
+    with pytest.raises(ValueError, match="use .glb, .obj or .ply"):
+        export_mesh(textured, tmp_path / "d.stl")

@@ -175,3 +175,14 @@ def test_mesh_silhouettes_match_the_volume_renderer():
     # The check can fail: the same mesh seen from cameras 40 degrees further round does not match.
     turned = mesh_masks(mesh, orbit_cameras(3, elevation_deg=60.0, image_size=48, start_azimuth_deg=70.0))
     assert min(mask_iou(turned[v], rendered[v]) for v in range(3)) < 0.9
+
+
+def test_fog_filling_the_scene_box_is_flagged():
+    class Fog(Field):
+        def forward(self, points):
+            return FieldOutput(torch.full_like(points[:, :1], 2.0), torch.full_like(points, 0.5))
+
+    with pytest.warns(UserWarning, match="sides of the scene box"):
+        mesh = extract_mesh(Fog(), MeshConfig(resolution=16))
+    assert mesh.iso.bound_sides_touched == 6
+    assert extract_mesh(Spheres([[0.0, 0.0, 0.0]], [0.5]), MeshConfig(resolution=16)).iso.bound_sides_touched == 0
