@@ -186,3 +186,17 @@ def test_fog_filling_the_scene_box_is_flagged():
         mesh = extract_mesh(Fog(), MeshConfig(resolution=16))
     assert mesh.iso.bound_sides_touched == 6
     assert extract_mesh(Spheres([[0.0, 0.0, 0.0]], [0.5]), MeshConfig(resolution=16)).iso.bound_sides_touched == 0
+
+
+def test_colour_and_image_metrics():
+    from dream3d.evaluation import delta_e, psnr, srgb_to_lab
+
+    # Reference CIELAB values (D65) for sRGB primaries and white.
+    assert np.allclose(srgb_to_lab([1.0, 1.0, 1.0]), [100.0, 0.0, 0.0], atol=0.01)
+    assert np.allclose(srgb_to_lab([1.0, 0.0, 0.0]), [53.24, 80.09, 67.20], atol=0.05)
+    assert delta_e([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]) == pytest.approx(0.0, abs=1e-9)
+    assert delta_e([0.5, 0.5, 0.5], [0.51, 0.5, 0.5]) < 2.0  # barely visible
+    assert delta_e([0.8, 0.1, 0.1], [0.1, 0.1, 0.8]) > 40.0  # red vs blue
+    a = np.zeros((4, 4, 3))
+    assert psnr(a, a + 0.1) == pytest.approx(20.0)
+    assert psnr(torch.zeros(2, 3), torch.zeros(2, 3)) == float("inf")
