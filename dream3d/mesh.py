@@ -409,11 +409,13 @@ def extract_mesh(field: Field, config: MeshConfig = MeshConfig()) -> Mesh:
 
     Raises EmptyMeshError when no level gives a surface (the field would render empty too).
     """
+    # 1. Density on the grid, and what the renderer shows along the three axes.
     res, bound = config.resolution, config.bound
     voxel = 2.0 * bound / (res - 1)
     grid = density_grid(field, res, bound, config.chunk_size)
     target = opacity_masks(grid, voxel)
     max_density = float(grid.max())
+    # 2. The proposed level: the user's, else where the axis renders' transmittance reaches 0.5.
     step = config.render_step if config.render_step is not None else voxel
     alpha_level = alpha_iso_level(step, config.iso_alpha)
     if config.iso_level is not None:
@@ -430,6 +432,7 @@ def extract_mesh(field: Field, config: MeshConfig = MeshConfig()) -> Mesh:
         tol = config.silhouette_tolerance_px
         return verts, faces, removed, float(np.mean([mask_iou(s, t, tol) for s, t in zip(sil, target)]))
 
+    # 3. Mesh it and check it against the renders; if it fails, try levels from the distribution.
     verts, faces, removed, iou = check(proposed)
     level, fell_back = proposed, False
     if config.iso_level is None and (faces.shape[0] == 0 or iou < config.min_silhouette_iou):
@@ -443,12 +446,13 @@ def extract_mesh(field: Field, config: MeshConfig = MeshConfig()) -> Mesh:
                 best = (i, lv, v, f, r)
         iou, level, verts, faces, removed = best
         fell_back = level != proposed
+    # 4. Refuse empty results, warn about doubtful ones.
     if faces.shape[0] == 0:
         raise EmptyMeshError(
-            f"The field has no surface to mesh: max density in [-{bound}, {bound}]^3 is {max_density:.3g}, "
-            f"and no density level gives a surface (no axis ray through the field gets more than half "
-            f"opaque; the alpha-{config.iso_alpha} level for a {step:.3g} step would be {alpha_level:.3g}). The field renders (nearly) empty: check the training run (opacity/sparsity "
-            "weight too high, too few steps, diverged loss), or pass MeshConfig(iso_level=...) explicitly."
+            f"The field has no surface to mesh: max density in [-{bound}, {bound}]^3 is {max_density:.3g} "
+            f"and no density level tried (first {proposed:.3g}) gives a surface, so the field also renders "
+            "(nearly) empty. Check the training run (opacity/sparsity weight too high, too few steps, a "
+            "diverged loss), or pass MeshConfig(iso_level=...) explicitly."
         )
     if iou < config.min_silhouette_iou:
         warnings.warn(
@@ -465,6 +469,7 @@ def extract_mesh(field: Field, config: MeshConfig = MeshConfig()) -> Mesh:
             "sparsity weight, or use a background model so the object does not have to paint it.",
             stacklevel=2,
         )
+    # 5. Outward winding, albedo just inside the surface, and the report.
     if signed_volume(verts, faces) < 0:  # open or inverted pieces: keep normals pointing out
         faces = faces[:, ::-1].copy()
     normals = vertex_normals(verts, faces)
