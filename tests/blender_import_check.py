@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+import warnings
 
 import numpy
 
 # Blender 3.4's glTF importer uses numpy.bool, which numpy >= 1.24 < 2 removed.
-if not hasattr(numpy, "bool"):
-    numpy.bool = bool
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # numpy 1.24 warns on the probe itself
+    if not hasattr(numpy, "bool"):
+        numpy.bool = bool
 
 import bpy  # noqa: E402
 from mathutils import Vector  # noqa: E402
