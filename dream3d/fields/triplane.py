@@ -55,8 +55,9 @@ class TriplaneFieldConfig:
 
     resolution: int = 64
     """Texels per side of each plane."""
-    init_std: float = 0.1
-    """Standard deviation of the planes' initial Gaussian noise."""
+    init_std: float = 0.01
+    """Standard deviation of the planes' initial Gaussian noise (0.1 left visible texel-scale
+    noise in the fitted density of scripts/fit_reconstruction.py; 0.01 did not)."""
     decoder: TriplaneDecoderConfig = field(default_factory=TriplaneDecoderConfig)
     """The decoder MLP (its `channels` is the planes' channel count)."""
     bound: float = 1.0
