@@ -91,7 +91,12 @@ class SampleData:
     directions: Tensor
     """[M, 3] unit view directions of the samples' rays (camera -> scene)."""
     ray_indices: Tensor
-    """[M] index of each sample's ray in B * H * W row-major order."""
+    """[M] index of each sample's ray in B * H * W row-major order (samples of a ray are
+    contiguous and sorted by distance)."""
+    t_starts: Tensor
+    """[M] start of each sample's interval along its ray."""
+    t_ends: Tensor
+    """[M] end of each sample's interval along its ray."""
     num_rays: int
     """B * H * W: for averaging per-ray sums."""
 
@@ -228,6 +233,8 @@ def _render_chunk(
             normals=normals,
             directions=rays.directions[ray_index_local],
             ray_indices=ray_index_local + ray_offset,
+            t_starts=samples.t_starts[valid],
+            t_ends=samples.t_ends[valid],
             num_rays=n,
         )
     return RayRenderOutput(rgb, opacity, depth, normal, sample_data)
@@ -260,6 +267,8 @@ def render_rays(
             normals=normals,
             directions=torch.cat([s.directions for s in pieces]),
             ray_indices=torch.cat([s.ray_indices for s in pieces]),
+            t_starts=torch.cat([s.t_starts for s in pieces]),
+            t_ends=torch.cat([s.t_ends for s in pieces]),
             num_rays=len(rays),
         )
     return RayRenderOutput(
