@@ -84,8 +84,10 @@ class FitConfig:
     """Learning rates decay exponentially to this fraction at the last step."""
     triplane_tv: float = 0.0
     """Weight of the tri-plane total variation."""
-    distortion: float = 0.0
-    """Weight of the distortion loss (sharper surfaces; see dream3d.losses.distortion_loss)."""
+    distortion: float = 0.1
+    """Weight of the distortion loss (sharper surfaces; see dream3d.losses.distortion_loss).
+    Measured on the mushroom, 300 steps: mesh IoU 0.79 at 0, 0.83 at 0.01, 0.85 at 0.1; 0.3
+    degraded the fit (PSNR 21 dB)."""
     triplane: TriplaneFieldConfig = dataclasses.field(
         default_factory=lambda: TriplaneFieldConfig(
             resolution=64,
