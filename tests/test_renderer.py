@@ -178,6 +178,13 @@ def test_occupancy_grid_skips_empty_space_but_keeps_occupied_cells():
     assert torch.allclose(full.rgb, skipped.rgb, atol=1e-3)
 
 
+def test_occupancy_grid_of_an_empty_field_samples_everywhere():
+    # Skipping everything would leave the field without gradients forever.
+    grid = OccupancyGrid(OccupancyGridConfig(resolution=8))
+    grid.update(ConstantField(0.0), step=0)
+    assert grid.occupied.all()
+
+
 def test_chunked_render_matches_one_chunk():
     field = TriplaneField(TriplaneFieldConfig(resolution=8))
     cams = orbit_cameras(2, image_size=8)

@@ -92,7 +92,12 @@ class OccupancyGrid(nn.Module):
         if cfg.dilation > 0:
             k = 2 * cfg.dilation + 1
             occupied = nn.functional.max_pool3d(occupied, k, stride=1, padding=cfg.dilation)
-        self.occupied.copy_(occupied.reshape(-1) > 0)
+        occupied = occupied.reshape(-1) > 0
+        if not occupied.any():
+            # An all-empty grid would stop every sample, so the field would never get a
+            # gradient again: sample everywhere instead and let training bring density back.
+            occupied = torch.ones_like(occupied)
+        self.occupied.copy_(occupied)
         return True
 
     @property
