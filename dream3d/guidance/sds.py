@@ -58,8 +58,9 @@ def default_sds_config(kind: PriorKind) -> SDSConfig:
     - DeepFloyd IF stage I: guidance 20, t in [0.02, 0.98], w = 1 - alpha_bar: threestudio's
       configs/dreamfusion-if.yaml (deep-floyd-guidance).
     - Bundled primitives prior: guidance 20, t in [0.02, 0.98], w = 1 - alpha_bar. A 64x64
-      pixel-space prior like IF stage I, so IF's settings are the starting point; measured on
-      the flat-grey "a red ball" test (tests/test_guidance.py), where the image turns red.
+      pixel-space prior like IF stage I, so IF's settings for now: not yet measured on trained
+      weights. `python scripts/bench_sds.py --sweep-guidance` (grey image -> "a red ball" at
+      guidance 1 to 100) is the measurement to confirm or replace it with.
     """
     if kind is PriorKind.STABLE_DIFFUSION:
         return SDSConfig(guidance_scale=100.0)
