@@ -1,0 +1,81 @@
+"""The bundled prior's model code: build, save, load, encode, sample (tiny random priors)."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+
+from dream3d.priors.model import (
+    DEFAULT_PRIOR_DIR,
+    PIPELINE_CLASS_NAME,
+    PriorConfig,
+    build_prior,
+    is_bundled_prior_folder,
+    load_bundled_prior,
+    save_bundled_prior,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_prior():
+    return build_prior(PriorConfig.tiny(), seed=0).eval()
+
+
+def test_tiny_prior_builds_fast():
+    t0 = time.perf_counter()
+    prior = build_prior(PriorConfig.tiny(), seed=0)
+    assert time.perf_counter() - t0 < 1.0
+    assert prior.image_size == 64
+
+
+def test_encode_prompts_shapes_and_unconditional(tiny_prior):
+    emb = tiny_prior.encode_prompts(["a red mushroom, front view", "", "a blue zeppelin"])
+    cfg = PriorConfig.tiny().text
+    assert emb.shape == (3, cfg.max_length, cfg.dim)
+    assert not torch.allclose(emb[0], emb[1])
+    assert tiny_prior.tokenizer.unknown_words("a blue zeppelin") == ["zeppelin"]
+    # The tokenizer ignores case and punctuation.
+    a, b = tiny_prior.encode_prompts(["A Red Mushroom", "a red mushroom."])
+    assert torch.equal(a, b)
+
+
+def test_save_load_round_trip_is_identical(tiny_prior, tmp_path):
+    folder = tmp_path / "prior"
+    (tmp_path / "prior").mkdir()
+    (folder / "MODEL_CARD.md").write_text("card")  # kept by a save over an existing folder
+    save_bundled_prior(tiny_prior, folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == PIPELINE_CLASS_NAME
+    for sub in ("unet/config.json", "scheduler/scheduler_config.json", "text_encoder/config.json",
+                "text_encoder/model.safetensors", "tokenizer/vocab.json"):
+        assert (folder / sub).is_file(), sub
+    assert (folder / "MODEL_CARD.md").read_text() == "card"
+    assert is_bundled_prior_folder(folder) and not is_bundled_prior_folder(tmp_path)
+    loaded = load_bundled_prior(folder)
+    prompts = ["a green tree, side view", ""]
+    x = torch.randn(2, 3, 64, 64)
+    t = torch.tensor([10, 700])
+    with torch.no_grad():
+        e1, e2 = tiny_prior.encode_prompts(prompts), loaded.encode_prompts(prompts)
+        assert torch.equal(e1, e2)
+        assert torch.equal(tiny_prior.predict_noise(x, t, e1), loaded.predict_noise(x, t, e2))
+    assert loaded.scheduler.config.num_train_timesteps == 1000
+    assert loaded.scheduler.config.prediction_type == "epsilon"
+    assert not any(p.requires_grad for p in loaded.parameters())
+
+
+def test_missing_folder_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train_prior"):
+        load_bundled_prior(tmp_path / "nothing")
+
+
+@pytest.mark.skipif(not is_bundled_prior_folder(DEFAULT_PRIOR_DIR), reason="no committed prior weights yet")
+def test_committed_prior_loads():
+    prior = load_bundled_prior(DEFAULT_PRIOR_DIR)
+    assert prior.image_size == 64
+    emb = prior.encode_prompts(["a red mushroom, front view", ""])
+    with torch.no_grad():
+        eps = prior.predict_noise(torch.randn(2, 3, 64, 64), torch.tensor([500, 500]), emb)
+    assert eps.shape == (2, 3, 64, 64) and torch.isfinite(eps).all()
