@@ -302,3 +302,16 @@ def test_sds_with_the_bundled_prior_turns_a_grey_image_red():
         optimizer.step()
     image = torch.sigmoid(logits).detach()
     assert redness(image) > 0.05, f"mean colour {image.mean(dim=(0, 1, 2)).tolist()} did not turn red"
+
+
+def test_no_spec_means_the_bundled_prior_folder(tmp_path, monkeypatch):
+    import dream3d.priors.model as model
+    from dream3d.guidance import BundledPrimitivesPrior
+
+    monkeypatch.setattr(model, "DEFAULT_PRIOR_DIR", tmp_path / "missing")
+    with pytest.raises(PriorNotFoundError, match="bundled primitives prior is missing") as info:
+        load_prior(None)
+    assert "\n" not in str(info.value) and str(tmp_path / "missing") in str(info.value)
+    folder = model.save_bundled_prior(model.build_prior(model.PriorConfig.tiny(), seed=0), tmp_path / "prior")
+    monkeypatch.setattr(model, "DEFAULT_PRIOR_DIR", folder)
+    assert isinstance(load_prior(None), BundledPrimitivesPrior)
