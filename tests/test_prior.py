@@ -79,3 +79,16 @@ def test_committed_prior_loads():
     with torch.no_grad():
         eps = prior.predict_noise(torch.randn(2, 3, 64, 64), torch.tensor([500, 500]), emb)
     assert eps.shape == (2, 3, 64, 64) and torch.isfinite(eps).all()
+
+
+def test_ddim_sampling_runs_on_a_tiny_prior(tiny_prior, tmp_path):
+    from dream3d.priors.sample import ddim_sample, write_sample_grid
+
+    imgs = ddim_sample(tiny_prior, ["a red ball", "a blue cube"], steps=3, guidance_scale=3.0,
+                       generator=torch.Generator().manual_seed(0))
+    assert imgs.shape == (2, 64, 64, 3) and imgs.min() >= 0 and imgs.max() <= 1
+    again = ddim_sample(tiny_prior, ["a red ball", "a blue cube"], steps=3, guidance_scale=3.0,
+                        generator=torch.Generator().manual_seed(0))
+    assert torch.equal(imgs, again)
+    out = write_sample_grid(tiny_prior, ["a pill"], tmp_path / "grid.png", steps=2, per_prompt=2)
+    assert out.shape == (2, 64, 64, 3) and (tmp_path / "grid.png").stat().st_size > 0

@@ -132,3 +132,24 @@ def test_captions_carry_object_and_colour():
     assert with_view("a red ball", 170.0, 0.0).endswith(", back view")
     assert with_view("a red ball", -90.0, 30.0).endswith(", side view")
     assert with_view("a red ball", 0.0, 70.0).endswith(", overhead view")
+
+
+def test_ground_truth_renders_look_right():
+    from dream3d.cameras import make_cameras
+    from dream3d.priors.gt_render import render_objects
+
+    one = torch.ones(2)
+    cams = make_cameras(torch.tensor([0.0, 90.0]), torch.zeros(2), 3.0 * one, 45.0 * one, 32, 32)
+    white = torch.ones(2, 3)
+    r = render_objects(["sphere", "dumbbell"], ["blue", None], cams, backgrounds=white,
+                       light_positions=cams.positions)
+    assert r.rgb.shape == (2, 32, 32, 3) and r.mask.shape == (2, 32, 32)
+    # Sphere of radius 0.7 at distance 3, fov 45: apparent radius ~ atan(0.7/2.92)/tan(22.5 deg) * 16 px.
+    expected = torch.pi * (16 * (0.7 / (3.0**2 - 0.7**2) ** 0.5) / 0.4142) ** 2
+    assert abs(r.mask[0].sum() - expected) / expected < 0.1
+    centre = r.rgb[0, 16, 16]
+    assert centre[2] > 0.5 and centre[0] < 0.2  # lit from the camera: blue, nearly full albedo
+    assert torch.allclose(r.rgb[0, 0, 0], torch.ones(3))  # background
+    # Dumbbell seen from +X (azimuth 90) is end-on: much narrower than from the front.
+    front = render_objects(["dumbbell"], [None], cams[0], backgrounds=white[:1], light_positions=cams.positions[:1])
+    assert front.mask.sum() > 1.5 * r.mask[1].sum()
