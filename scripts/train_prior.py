@@ -39,11 +39,18 @@ def parse_args(argv=None):
     ap.add_argument("--views-per-combo", type=int, default=10, help="pre-rendered views per (object, colour)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--min-snr", type=float, default=0.0,
+                    help="min-SNR-gamma loss weighting (0: plain epsilon MSE). It starves low-noise steps "
+                         "of gradient, which a run this short cannot afford")
+    ap.add_argument("--warmup-steps", type=int, default=200, help="linear learning-rate warm-up")
     ap.add_argument("--ema-decay", type=float, default=0.999)
     ap.add_argument("--cond-drop", type=float, default=0.1, help="share of captions replaced by ''")
     ap.add_argument("--checkpoint-minutes", type=float, default=4.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init-from", default=None,
+                    help="start from the weights of a saved prior folder (continue an interrupted run; "
+                         "the optimizer state starts fresh)")
     ap.add_argument("--log", default=None, help="progress log (default: <out>/../train_prior.progress.log)")
     return ap.parse_args(argv)
 
@@ -84,6 +91,14 @@ def main(argv=None) -> int:
     log(f"args {vars(args)}")
     config = PriorConfig()
     prior = build_prior(config, seed=args.seed)
+    if args.init_from:
+        from dream3d.priors.model import load_bundled_prior
+
+        start = load_bundled_prior(args.init_from)
+        prior.unet.load_state_dict(start.unet.state_dict())
+        prior.text_encoder.load_state_dict(start.text_encoder.state_dict())
+        prior.requires_grad_(True)
+        log(f"initialised from {args.init_from}")
     log(f"prior {prior.num_parameters() / 1e6:.2f}M parameters, config {asdict(config)}")
     images, meta = render_pool(args.views_per_combo, args.seed, log)
     N = images.shape[0]
@@ -118,12 +133,15 @@ def main(argv=None) -> int:
         t = torch.randint(0, sched.config.num_train_timesteps, (args.batch_size,))
         noise = torch.randn_like(x0)
         xt = sched.add_noise(x0, noise, t)
-        warm = min(1.0, (step + 1) / 200)
+        warm = min(1.0, (step + 1) / max(1, args.warmup_steps))
         for gparam in opt.param_groups:
             gparam["lr"] = args.lr * warm
         emb = prior.encode_prompts(prompts)
         pred = prior.unet(xt, t, encoder_hidden_states=emb).sample
-        weight = (snr[t].clamp(max=5.0) / snr[t]).view(-1)  # min-SNR-5 for epsilon prediction
+        if args.min_snr > 0:
+            weight = (snr[t].clamp(max=args.min_snr) / snr[t]).view(-1)  # min-SNR-gamma, epsilon prediction
+        else:
+            weight = torch.ones(args.batch_size)
         loss = (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * weight).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
