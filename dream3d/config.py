@@ -1,0 +1,222 @@
+"""RunConfig: one typed config for a whole text-to-3D run, composed of each stage's config.
+
+How a run's config is resolved (the resolved tree is written to the run folder's config.yaml):
+
+1. start from `RunConfig()`, the defaults written next to each stage's code;
+2. `with_auto_defaults`: defaults that depend on the machine and the prior (the hash-grid field on
+   CUDA, the tri-plane field on the CPU; the SDS settings of the prior's kind);
+3. a preset from configs/<name>.yaml, which only overrides fields (checked strictly);
+4. the command-line flags (--steps, --seed, --prior, ...);
+5. every `--set key=value`, in order.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dream3d.cameras import CameraSamplingConfig
+from dream3d.configtools import from_plain, merge, to_plain
+from dream3d.errors import UsageError
+from dream3d.fields import HashGridFieldConfig, TriplaneDecoderConfig, TriplaneFieldConfig
+from dream3d.guidance.loading import PriorKind
+from dream3d.guidance.sds import SDSConfig, default_sds_config
+from dream3d.losses import RegularizerWeights
+from dream3d.mesh import MeshConfig
+from dream3d.prompts import PromptConfig
+from dream3d.renderer import OccupancyGridConfig, RenderConfig
+from dream3d.renderer.background import RandomSolidConfig
+
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class Representation(enum.Enum):
+    """Which field is optimised."""
+
+    TRIPLANE = "triplane"
+    """Three feature planes + a small MLP: fast on the CPU (the CPU default)."""
+    NERF = "nerf"
+    """Multiresolution hash grid + MLP (Instant-NGP): the CUDA default (tinycudann when installed)."""
+
+
+@dataclass(frozen=True)
+class ShadingConfig:
+    """Which shading each training render gets (DreamFusion samples albedo, lambertian and
+    textureless renders so that the geometry, not only the colour, has to explain the prior)."""
+
+    albedo_warmup_fraction: float = 0.0
+    """Share of the first steps rendered with plain albedo (colour first, then shape)."""
+    albedo_probability: float = 0.0
+    """After the warm-up, chance of an albedo render."""
+    textureless_probability: float = 0.0
+    """After the warm-up, chance of a textureless (white, lambertian) render; the rest are
+    lambertian. The bundled prior was trained on lambertian renders only, hence 0 by default."""
+    light_jitter: float = 0.5
+    """Point light = camera position + N(0, jitter * distance): the prior's training lights."""
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam on the field (and the background model, if any)."""
+
+    lr: float = 0.01
+    """Learning rate of the MLPs and of the hash table."""
+    plane_lr: float = 0.05
+    """Learning rate of the tri-plane features."""
+    final_lr_fraction: float = 0.2
+    """Learning rates decay exponentially to this fraction at the last step."""
+    betas: tuple[float, float] = (0.9, 0.99)
+    """Adam betas."""
+    eps: float = 1e-15
+    """Adam epsilon; tiny, so rarely-updated tri-plane texels are not damped (Instant-NGP)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation loop of dream3d.train."""
+
+    steps: int = 300
+    """Optimisation steps."""
+    batch_size: int = 1
+    """Rendered views per step."""
+    sds_weight: float = 1.0
+    """Weight of the SDS loss (which is a sum over pixels, see dream3d.guidance.sds)."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimiser and learning-rate schedule."""
+    shading: ShadingConfig = field(default_factory=ShadingConfig)
+    """Shading of the training renders."""
+    occupancy: OccupancyGridConfig = field(default_factory=lambda: OccupancyGridConfig(update_every=16, warmup_steps=32))
+    """Empty-space skipping, refreshed from the field as it trains."""
+    checkpoint_every: int = 100
+    """Save a checkpoint every this many steps (and at the end, and on Ctrl-C)."""
+    log_every: int = 10
+    """Append a line to metrics.jsonl every this many steps."""
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """The turntable video and the preview image."""
+
+    num_frames: int = 48
+    """Frames of one full turn."""
+    image_size: int = 192
+    """Pixels per side."""
+    elevation_deg: float = 15.0
+    """Camera elevation of the orbit."""
+    fps: int = 24
+    """MP4 frame rate."""
+    gif_fps: int = 12
+    """GIF frame rate."""
+    num_samples: int = 96
+    """Samples per ray for the video and preview renders."""
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Mesh extraction and texture baking."""
+
+    mesh: MeshConfig = field(default_factory=lambda: MeshConfig(resolution=128))
+    """Marching cubes and the iso-level check."""
+    texture_size: int = 512
+    """Side of the baked albedo texture in texels."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a text-to-3D run depends on."""
+
+    prompt: str = ""
+    """What to make."""
+    prior: str | None = None
+    """Diffusion prior: a diffusers model id in the local cache or a local folder; None: the
+    bundled primitives-world prior."""
+    seed: int = 0
+    """Seeds the field, the cameras, the noise: same seed, same machine, same result."""
+    device: str = "auto"
+    """cpu, cuda, cuda:N, or auto (cuda when available)."""
+    representation: Representation = Representation.TRIPLANE
+    """Field type (auto default: nerf on CUDA, triplane on the CPU)."""
+    prompts: PromptConfig = field(default_factory=PromptConfig)
+    """View-dependent prompts and the negative prompt."""
+    cameras: CameraSamplingConfig = field(default_factory=CameraSamplingConfig)
+    """Training cameras: the distribution the bundled prior was trained on."""
+    triplane: TriplaneFieldConfig = field(
+        default_factory=lambda: TriplaneFieldConfig(
+            resolution=64, decoder=TriplaneDecoderConfig(channels=16, hidden_dim=32)
+        )
+    )
+    """The tri-plane field."""
+    nerf: HashGridFieldConfig = field(default_factory=HashGridFieldConfig)
+    """The hash-grid field."""
+    render: RenderConfig = field(default_factory=lambda: RenderConfig(num_samples=64, compute_normals=True))
+    """Volume rendering of the training views."""
+    background: RandomSolidConfig = field(default_factory=RandomSolidConfig)
+    """Training backgrounds: a random solid colour per view, as in the prior's training images."""
+    sds: SDSConfig = field(default_factory=SDSConfig)
+    """Score distillation (auto default: the prior kind's, see default_sds_config)."""
+    regularizers: RegularizerWeights = field(default_factory=RegularizerWeights)
+    """Weights of the regularisers."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """The optimisation loop."""
+    export: ExportConfig = field(default_factory=ExportConfig)
+    """Mesh and texture."""
+    video: VideoConfig = field(default_factory=VideoConfig)
+    """Turntable and preview."""
+
+
+def with_auto_defaults(config: RunConfig, prior_kind: PriorKind, cuda: bool) -> RunConfig:
+    """The defaults that depend on the prior's kind and on whether CUDA is used."""
+    representation = Representation.NERF if cuda else Representation.TRIPLANE
+    return dataclasses.replace(config, representation=representation, sds=default_sds_config(prior_kind))
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The override tree of configs/<name>.yaml (validated later against RunConfig)."""
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(list_presets()) or "none"
+        raise UsageError(f"unknown preset {name!r} (known: {known})")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise UsageError(f"preset {path} must be a mapping of config fields")
+    return data
+
+
+def apply_overrides(config: RunConfig, overrides: list[tuple[str, dict[str, Any]]]) -> RunConfig:
+    """Merge each (where, tree) in order; `where` names the source in error messages."""
+    for where, tree in overrides:
+        config = merge(config, tree, where)
+    return config
+
+
+def config_to_yaml(config: RunConfig) -> str:
+    return yaml.safe_dump(to_plain(config), sort_keys=False)
+
+
+def config_from_plain(data: dict[str, Any]) -> RunConfig:
+    return from_plain(RunConfig, data, "config")
+
+
+__all__ = [
+    "ExportConfig",
+    "OptimConfig",
+    "Representation",
+    "RunConfig",
+    "ShadingConfig",
+    "TrainConfig",
+    "VideoConfig",
+    "apply_overrides",
+    "config_from_plain",
+    "config_to_yaml",
+    "list_presets",
+    "load_preset",
+    "with_auto_defaults",
+]

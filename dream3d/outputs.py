@@ -1,0 +1,86 @@
+"""A trained field -> the run folder's outputs: meshes (GLB, OBJ+MTL+PNG, PLY), preview, turntable.
+
+field -> mesh -> export; field -> orbit renders -> video. Every file is written atomically by
+the exporters it calls.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from dream3d.atomic import write_with
+from dream3d.cameras import Cameras, orbit_cameras
+from dream3d.config import RunConfig
+from dream3d.errors import Dream3DError
+from dream3d.fields import Field
+from dream3d.renderer import OccupancyGrid, ShadingMode, SolidBackground, render_cameras
+from dream3d.runfolder import RunFolder
+from dream3d.video import render_turntable, to_uint8, write_gif, write_mp4
+
+MESH_FORMATS = ("glb", "obj", "ply")
+
+
+def make_mesh(config: RunConfig, field: Field):
+    """Marching cubes with the checked iso-level, then the albedo baked into a texture."""
+    from dream3d.mesh import EmptyMeshError, bake_texture, extract_mesh
+
+    try:
+        with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mesh = extract_mesh(field, config.export.mesh)
+            textured = bake_texture(mesh, field, config.export.texture_size)
+    except EmptyMeshError as error:
+        raise Dream3DError(f"no mesh written: {error}") from None
+    for w in caught:  # doubtful meshes are still written; say why they may disappoint
+        print(f"warning: {w.message}", flush=True)
+    return textured
+
+
+def export_meshes(folder: RunFolder, config: RunConfig, field: Field, formats: Sequence[str] = MESH_FORMATS) -> list[Path]:
+    from dream3d.export import export_glb, export_obj, export_ply
+
+    unknown = [f for f in formats if f not in MESH_FORMATS]
+    if unknown:
+        raise Dream3DError(f"unknown mesh format {unknown[0]!r}: use glb, obj or ply")
+    mesh = make_mesh(config, field)
+    files: list[Path] = []
+    if "glb" in formats:
+        files.append(export_glb(mesh, folder.glb))
+    if "obj" in formats:
+        files += export_obj(mesh, folder.obj)
+    if "ply" in formats:
+        files.append(export_ply(mesh, folder.ply))
+    return files
+
+
+def render_views(config: RunConfig, field: Field, occupancy: OccupancyGrid | None, cameras: Cameras) -> Tensor:
+    """Lambertian renders over white with the light at the camera: [B, H, W, 3] in [0, 1]."""
+    render = replace(config.render, num_samples=config.video.num_samples, randomize=False,
+                     compute_normals=True, return_samples=False)
+    device = next(field.parameters()).device
+    cameras = cameras.to(device)
+    with torch.no_grad():
+        out = render_cameras(field, cameras, render, SolidBackground(), ShadingMode.LAMBERTIAN,
+                             cameras.positions, occupancy)
+    return out.rgb.clamp(0, 1).cpu()
+
+
+def write_video(folder: RunFolder, config: RunConfig, field: Field, occupancy: OccupancyGrid | None) -> list[Path]:
+    """preview.png (front three-quarter view) and turntable.mp4 / turntable.gif."""
+    import imageio.v3 as iio
+
+    video = config.video
+    preview_cams = orbit_cameras(1, elevation_deg=video.elevation_deg, image_size=video.image_size, start_azimuth_deg=30.0)
+    preview = to_uint8(render_views(config, field, occupancy, preview_cams))[0]
+    write_with(folder.preview, lambda tmp: iio.imwrite(tmp, preview))
+    frames = render_turntable(lambda cams: render_views(config, field, occupancy, cams), num_frames=video.num_frames,
+                              elevation_deg=video.elevation_deg, image_size=video.image_size)
+    return [folder.preview, write_mp4(frames, folder.mp4, fps=video.fps), write_gif(frames, folder.gif, fps=video.gif_fps)]
+
+
+__all__ = ["MESH_FORMATS", "export_meshes", "make_mesh", "render_views", "write_video"]
