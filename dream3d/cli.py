@@ -50,7 +50,7 @@ def _add_generate_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> dict[str, argparse.ArgumentParser]:
     parsers: dict[str, argparse.ArgumentParser] = {}
     gen = _Parser(prog="dream3d", description="Text-to-3D: dream3d \"a red mushroom\"",
-                  epilog="Subcommands: " + ", ".join(SUBCOMMANDS) + " (dream3d SUBCOMMAND --help)")
+                  epilog="Subcommands: " + ", ".join((*SUBCOMMANDS, "avatar")) + " (dream3d SUBCOMMAND --help)")
     _add_generate_options(gen)
     parsers["generate"] = gen
 
@@ -88,7 +88,26 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     return parsers
 
 
+PLUGIN_GROUP = "dream3d.subcommands"
+"""Entry-point group of subcommands that other packages add (e.g. `avatar` from the avatars
+package, which may import dream3d while dream3d never imports it). Each entry point is a
+`main(argv: list[str]) -> int` that raises Dream3DError for bad input."""
+
+
+def _plugin(name: str):
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=PLUGIN_GROUP):
+        if entry.name == name:
+            return entry.load()
+    return None
+
+
 def _dispatch(argv: list[str]) -> int:
+    if argv and argv[0] not in SUBCOMMANDS and not argv[0].startswith("-"):
+        plugin = _plugin(argv[0])
+        if plugin is not None:
+            return plugin(argv[1:])
     from dream3d import api  # imported here so `dream3d --help` stays fast
 
     parsers = build_parser()
