@@ -22,7 +22,7 @@ import yaml
 from dream3d.cameras import CameraSamplingConfig
 from dream3d.configtools import from_plain, merge, to_plain
 from dream3d.errors import UsageError
-from dream3d.fields import HashGridFieldConfig, TriplaneDecoderConfig, TriplaneFieldConfig
+from dream3d.fields import BlobShape, DensityBlobConfig, HashGridFieldConfig, TriplaneDecoderConfig, TriplaneFieldConfig
 from dream3d.guidance.loading import PriorKind
 from dream3d.guidance.sds import SDSConfig, default_sds_config
 from dream3d.losses import RegularizerWeights
@@ -32,6 +32,11 @@ from dream3d.renderer import OccupancyGridConfig, RenderConfig
 from dream3d.renderer.background import RandomSolidConfig
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+SDS_BLOB = DensityBlobConfig(strength=10.0, radius=0.5, shape=BlobShape.LINEAR)
+"""The initial density of a score-distillation run: an opaque ball of radius 0.5 in empty space
+(threestudio's blob_magic3d, strength 10, radius 0.5)."""
 
 
 class Representation(enum.Enum):
@@ -146,11 +151,11 @@ class RunConfig:
     """Training cameras: the distribution the bundled prior was trained on."""
     triplane: TriplaneFieldConfig = field(
         default_factory=lambda: TriplaneFieldConfig(
-            resolution=64, decoder=TriplaneDecoderConfig(channels=16, hidden_dim=32)
+            resolution=64, decoder=TriplaneDecoderConfig(channels=16, hidden_dim=32, blob=SDS_BLOB)
         )
     )
     """The tri-plane field."""
-    nerf: HashGridFieldConfig = field(default_factory=HashGridFieldConfig)
+    nerf: HashGridFieldConfig = field(default_factory=lambda: HashGridFieldConfig(blob=SDS_BLOB))
     """The hash-grid field."""
     render: RenderConfig = field(default_factory=lambda: RenderConfig(num_samples=64, compute_normals=True))
     """Volume rendering of the training views."""

@@ -62,7 +62,9 @@ def render_views(config: RunConfig, field: Field, occupancy: OccupancyGrid | Non
     """Lambertian renders over white with the light at the camera: [B, H, W, 3] in [0, 1]."""
     render = replace(config.render, num_samples=config.video.num_samples, randomize=False,
                      compute_normals=True, return_samples=False)
-    device = next(field.parameters()).device
+    from dream3d.mesh import field_device
+
+    device = field_device(field)
     cameras = cameras.to(device)
     with torch.no_grad():
         out = render_cameras(field, cameras, render, SolidBackground(), ShadingMode.LAMBERTIAN,

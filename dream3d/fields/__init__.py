@@ -1,7 +1,7 @@
 """Fields: functions from 3D points to density and albedo."""
 from dream3d.fields.base import Field, FieldOutput
 from dream3d.fields.hashgrid import HashGridConfig, TorchHashEncoding
-from dream3d.fields.mlp import DensityActivation, DensityBlobConfig
+from dream3d.fields.mlp import BlobShape, DensityActivation, DensityBlobConfig
 from dream3d.fields.nerf import HashGridField, HashGridFieldConfig
 from dream3d.fields.triplane import (
     FeatureAggregation,
@@ -12,6 +12,7 @@ from dream3d.fields.triplane import (
 )
 
 __all__ = [
+    "BlobShape",
     "DensityActivation",
     "DensityBlobConfig",
     "FeatureAggregation",

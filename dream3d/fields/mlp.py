@@ -48,19 +48,38 @@ def activate_density(raw: Tensor, activation: DensityActivation) -> Tensor:
     return trunc_exp(raw)
 
 
+class BlobShape(enum.Enum):
+    """Radial profile of the initial density blob."""
+
+    GAUSSIAN = "gaussian"
+    """strength * exp(-|x|^2 / (2 radius^2)): never negative, so with softplus the space around
+    the blob starts at density softplus(0) = 0.69 per unit (a light fog). Fine for fitting to
+    images, which clear the fog at once."""
+    LINEAR = "linear"
+    """strength * (1 - |x| / radius) (Magic3D's blob, threestudio's `blob_magic3d`): positive
+    inside the radius, increasingly negative outside, so the scene starts as an opaque ball in
+    empty space. Score distillation needs this: its gradients are too weak to clear a fog, and
+    an all-foggy start also defeats empty-space skipping."""
+
+
 @dataclass(frozen=True)
 class DensityBlobConfig:
-    """A Gaussian bump added to the raw density so the initial field is a soft central blob."""
+    """A radial bump added to the raw density so the initial field is a central blob."""
 
     strength: float = 5.0
     """Added to the raw density at the centre; 0 disables the blob."""
     radius: float = 0.5
-    """Standard deviation of the Gaussian, in scene units."""
+    """Scale of the blob in scene units: the Gaussian's standard deviation, or where the linear
+    profile crosses zero."""
+    shape: BlobShape = BlobShape.GAUSSIAN
+    """Radial profile."""
 
 
 def density_blob(points: Tensor, config: DensityBlobConfig) -> Tensor:
-    """[N, 3] points -> [N, 1] raw-density offset: strength * exp(-|x|^2 / (2 radius^2))."""
+    """[N, 3] points -> [N, 1] raw-density offset with the configured profile."""
     r2 = (points * points).sum(dim=-1, keepdim=True)
+    if config.shape is BlobShape.LINEAR:
+        return config.strength * (1.0 - torch.sqrt(r2 + 1e-12) / config.radius)
     return config.strength * torch.exp(-r2 / (2.0 * config.radius**2))
 
 
