@@ -95,10 +95,15 @@ def main(argv=None) -> int:
         from dream3d.priors.model import load_bundled_prior
 
         start = load_bundled_prior(args.init_from)
-        prior.unet.load_state_dict(start.unet.state_dict())
+        missing, unexpected = prior.unet.load_state_dict(start.unet.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("class_embedding.") for k in missing):
+            raise SystemExit(f"--init-from {args.init_from}: architecture differs (missing {missing}, unexpected {unexpected})")
+        if missing:  # a prior saved before pooled-caption conditioning: start that branch at zero
+            torch.nn.init.zeros_(prior.unet.class_embedding.linear_2.weight)
+            torch.nn.init.zeros_(prior.unet.class_embedding.linear_2.bias)
         prior.text_encoder.load_state_dict(start.text_encoder.state_dict())
         prior.requires_grad_(True)
-        log(f"initialised from {args.init_from}")
+        log(f"initialised from {args.init_from} (new, zero-initialised: {sorted(set(k.rsplit('.', 2)[0] for k in missing))})")
     log(f"prior {prior.num_parameters() / 1e6:.2f}M parameters, config {asdict(config)}")
     images, meta = render_pool(args.views_per_combo, args.seed, log)
     N = images.shape[0]
@@ -137,7 +142,7 @@ def main(argv=None) -> int:
         for gparam in opt.param_groups:
             gparam["lr"] = args.lr * warm
         emb = prior.encode_prompts(prompts)
-        pred = prior.unet(xt, t, encoder_hidden_states=emb).sample
+        pred = prior.predict_noise(xt, t, emb)
         if args.min_snr > 0:
             weight = (snr[t].clamp(max=args.min_snr) / snr[t]).view(-1)  # min-SNR-gamma, epsilon prediction
         else:
