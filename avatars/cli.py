@@ -1,0 +1,194 @@
+"""`dream3d avatar`: an engine avatar -> a dream3d run folder (meshes, turntable, preview, JSON).
+
+    dream3d avatar --random --seed 3 --out DIR            # the engine's ground truth
+    dream3d avatar --random --seed 3 --out DIR --fitted   # its fitted tri-plane
+    dream3d avatar --attributes "an old man with short gray hair wearing glasses" --seed 3
+
+The run folder gets model.glb (textured), model.obj + model.mtl + PNG texture, model.ply,
+preview.png, turntable.mp4, turntable.gif, config.yaml and avatar.json (attributes, prompt,
+timings). A text prompt (text -> avatar by tri-plane diffusion) is part 2 and not built yet.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import NoReturn, Sequence
+
+from dream3d.errors import UsageError
+
+DEFAULT_FRAMES = 48
+DEFAULT_SIZE = 128
+DEFAULT_SAMPLES = 96
+DEFAULT_MESH_RESOLUTION = 128
+DEFAULT_TEXTURE_SIZE = 512
+DEFAULT_FIT_STEPS = 500
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one line (a UsageError) instead of usage + exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `dream3d avatar --help`)")
+
+
+def build_parser() -> _Parser:
+    p = _Parser(prog="dream3d avatar", description="Export a parametric avatar: meshes, turntable video, preview.")
+    p.add_argument("prompt", nargs="?", default=None,
+                   help="text-to-avatar (tri-plane diffusion): not available yet; use --random or --attributes")
+    p.add_argument("--random", action="store_true", help="a random avatar (sample_attributes(seed))")
+    p.add_argument("--attributes", default=None, metavar="TEXT",
+                   help='attributes in words, e.g. "an old man with short gray hair wearing glasses"; '
+                        "the ones not named are random (by --seed)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the random attributes (and the fit) (default 0)")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default outputs/avatar-seed<N>-<timestamp>)")
+    p.add_argument("--fitted", action="store_true",
+                   help="export the fitted tri-plane field instead of the engine's ground truth")
+    p.add_argument("--decoder", type=Path, default=None,
+                   help="with --fitted: a shared decoder (dataset folder or decoder.safetensors from "
+                        "scripts/build_avatar_dataset.py); default: fit planes and a decoder for this avatar alone")
+    p.add_argument("--fit-steps", type=int, default=DEFAULT_FIT_STEPS, help="with --fitted: optimiser steps")
+    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help=f"turntable frames (default {DEFAULT_FRAMES})")
+    p.add_argument("--size", type=int, default=DEFAULT_SIZE, help=f"video frame size in pixels (default {DEFAULT_SIZE})")
+    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="samples per ray of the video")
+    p.add_argument("--mesh-resolution", type=int, default=DEFAULT_MESH_RESOLUTION, help="marching-cubes grid per axis")
+    p.add_argument("--texture-size", type=int, default=DEFAULT_TEXTURE_SIZE, help="texture pixels a side")
+    p.add_argument("--quiet", action="store_true", help="print only the run folder")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    return p
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.prompt is not None:
+        raise UsageError("text-to-avatar generation is not available yet (tri-plane diffusion is part 2): "
+                         "use --random --seed N or --attributes \"an old man wearing glasses\"")
+    if not args.random and args.attributes is None:
+        raise UsageError("say which avatar to make: --random --seed N or --attributes \"an old man wearing glasses\"")
+    if args.attributes is not None and not args.attributes.strip():
+        raise UsageError("--attributes is empty: describe the avatar, e.g. --attributes \"a young woman with red hair\"")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be 0 or more, got {args.seed}")
+    minimum = {"--frames": (args.frames, 1), "--size": (args.size, 8), "--samples": (args.samples, 8),
+               "--mesh-resolution": (args.mesh_resolution, 16), "--texture-size": (args.texture_size, 16),
+               "--fit-steps": (args.fit_steps, 1)}
+    for flag, (value, low) in minimum.items():
+        if value < low:
+            raise UsageError(f"{flag} must be at least {low}, got {value}")
+    if args.decoder is not None and not args.fitted:
+        raise UsageError("--decoder only applies with --fitted")
+    if args.decoder is not None and not args.decoder.exists():
+        raise UsageError(f"decoder {args.decoder} not found: pass a dataset folder or its decoder.safetensors")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `dream3d avatar` (raises Dream3DError for bad input; the dream3d CLI prints it)."""
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    _check(args)
+    say = (lambda *_: None) if args.quiet else (lambda msg: print(msg, flush=True))
+
+    # Imported here so `dream3d avatar --help` and bad input answer fast.
+    import torch
+
+    from avatars.engine import AvatarField, AvatarSDF, sample_attributes
+    from avatars.evaluation import occupancy_grid
+    from avatars.prompts import describe, parse_prompt
+    from avatars.triplane import (
+        DECODER_FIT,
+        PLANE_FIT,
+        AvatarTriplaneConfig,
+        attributes_to_json,
+        avatar_field,
+        fit_planes,
+        fit_shared,
+        load_decoder,
+        write_json,
+    )
+    from dream3d.atomic import write_text_atomic
+    from dream3d.config import ExportConfig, RunConfig, VideoConfig, config_to_yaml
+    from dream3d.errors import Dream3DError
+    from dream3d.mesh import MeshConfig
+    from dream3d.outputs import export_meshes, write_video
+    from dream3d.runfolder import default_run_dir, prepare_run_folder
+
+    t_start = time.perf_counter()
+    given = parse_prompt(args.attributes) if args.attributes is not None else None
+    if given is not None and not given.specified():
+        say(f"warning: no attribute words recognised in {args.attributes!r}; every attribute is random (--seed {args.seed})")
+    attributes = sample_attributes(args.seed, given)
+    folder = prepare_run_folder(args.out if args.out is not None else default_run_dir(f"avatar-seed{args.seed}"))
+    prompt = describe(attributes, args.seed)
+    say(f"avatar: {prompt}")
+    avatar = AvatarSDF(attributes)
+    timings: dict[str, float] = {}
+
+    # 1. The field: the engine's ground truth, or its fitted tri-plane.
+    fit_info: dict[str, object] = {}
+    if args.fitted:
+        t = time.perf_counter()
+        torch.manual_seed(args.seed)
+        if args.decoder is not None:
+            try:
+                decoder, model = load_decoder(args.decoder)
+            except Exception as error:  # noqa: BLE001 - a corrupt or foreign file
+                raise Dream3DError(f"cannot read decoder {args.decoder}: {error}; rebuild it with "
+                                   "scripts/build_avatar_dataset.py") from None
+            planes, info = fit_planes(avatar, decoder, model, replace(PLANE_FIT, steps=args.fit_steps), seed=args.seed)
+            fit_info = {"mode": "planes, frozen decoder", "decoder": str(args.decoder), **info}
+        else:
+            model = AvatarTriplaneConfig()
+            decoder, all_planes, log = fit_shared([avatar], model, replace(DECODER_FIT, steps=args.fit_steps,
+                                                                           avatars_per_step=1, batch_size=8192),
+                                                  seed=args.seed)
+            planes = all_planes[0]
+            fit_info = {"mode": "planes and decoder, this avatar alone", **{k: v for k, v in log[-1].items()}}
+        field = avatar_field(planes, decoder, model)
+        timings["fit_s"] = time.perf_counter() - t
+        say(f"fitted tri-plane {tuple(planes.shape)} in {timings['fit_s']:.1f}s")
+    else:
+        field = AvatarField(avatar)
+    field.eval()
+
+    # 2. Meshes and the turntable, through dream3d's own exporters.
+    config = RunConfig(
+        prompt=prompt,
+        seed=args.seed,
+        device="cpu",
+        export=ExportConfig(mesh=MeshConfig(resolution=args.mesh_resolution), texture_size=args.texture_size),
+        video=replace(VideoConfig(), num_frames=args.frames, image_size=args.size, num_samples=args.samples),
+    )
+    write_text_atomic(folder.config, config_to_yaml(config))
+    t = time.perf_counter()
+    files = export_meshes(folder, config, field)
+    timings["mesh_s"] = time.perf_counter() - t
+    say(f"meshes in {timings['mesh_s']:.1f}s")
+    t = time.perf_counter()
+    files += write_video(folder, config, field, occupancy_grid(field))
+    timings["video_s"] = time.perf_counter() - t
+    say(f"video in {timings['video_s']:.1f}s")
+
+    # 3. What this avatar is.
+    timings["total_s"] = time.perf_counter() - t_start
+    info_path = folder.root / "avatar.json"
+    write_json(info_path, {
+        "source": "fitted tri-plane" if args.fitted else "engine ground truth",
+        "seed": args.seed,
+        "attributes": attributes_to_json(attributes),
+        "prompt": prompt,
+        "requested": args.attributes,
+        "requested_attributes": {k: v.value for k, v in given.specified().items()} if given is not None else None,
+        "fit": fit_info or None,
+        "timings_s": {k: round(v, 2) for k, v in timings.items()},
+    })
+    if not args.quiet:
+        for path in [*files, info_path, folder.config]:
+            print(path)
+    print(f"done: {folder.root} ({timings['total_s']:.1f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    from dream3d.cli import main as dream3d_main
+
+    raise SystemExit(dream3d_main(["avatar", *sys.argv[1:]]))
