@@ -238,3 +238,26 @@ def test_every_preset_loads_strictly():
     for name in list_presets():
         config = apply_overrides(RunConfig(), [(name, load_preset(name))])
         assert config.train.steps > 0
+
+
+def test_config_layers_apply_in_order():
+    from dream3d.api import resolve_config
+
+    config, device = resolve_config("a red ball", "cpu-draft", {"train": {"steps": 7}}, ["train.steps=9", "video.fps=12"])
+    assert device.type == "cpu" and config.device == "cpu"
+    assert config.train.steps == 9  # --set wins over the flag, which wins over the preset
+    assert config.export.texture_size == 256  # from the preset
+    assert config.video.fps == 12
+    from dream3d.guidance.loading import PriorKind
+    from dream3d.guidance.sds import default_sds_config
+
+    assert config.sds == default_sds_config(PriorKind.PRIMITIVES)  # the bundled prior's SDS defaults
+
+
+def test_help_lists_the_subcommands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("resume", "export", "video", "sample", "avatar", "--preset", "--set"):
+        assert name in out
