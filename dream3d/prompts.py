@@ -116,6 +116,8 @@ class GuidanceCondition:
     """[B, K, L, D] Perp-Neg negative-view embeddings, or None without Perp-Neg."""
     negative_weights: Tensor | None = None
     """[B, K] float32 Perp-Neg weights (<= 0), or None without Perp-Neg."""
+    class_labels: Tensor | None = None
+    """[B, K] int64 labels for classifier guidance (priors with a noise-aware classifier), or None."""
 
 
 class EmbeddingCache:
@@ -158,6 +160,8 @@ class PromptEmbeddings:
     """[L, D] embedding of the negative prompt ("" = unconditional)."""
     config: PromptConfig
     """How views were chosen and what the negative prompt is."""
+    class_labels: Tensor | None = None
+    """[K] int64 labels of the prompt for classifier guidance (`DiffusionPrior.class_labels`), or None."""
 
     def views_for(self, cameras: Cameras) -> Tensor:
         """[B] int64 `View` of each camera."""
@@ -167,7 +171,8 @@ class PromptEmbeddings:
         """Conditioning for samples with the given views ([B] `View` values)."""
         index = torch.as_tensor([int(v) for v in views], dtype=torch.long, device=self.conditional.device)
         cond = self.conditional[index]  # [B, L, D]
-        return GuidanceCondition(conditional=cond, unconditional=self.unconditional.expand_as(cond))
+        labels = None if self.class_labels is None else self.class_labels.expand(len(index), -1)  # [B, K]
+        return GuidanceCondition(conditional=cond, unconditional=self.unconditional.expand_as(cond), class_labels=labels)
 
     def for_cameras(self, cameras: Cameras, perp_neg: PerpNegConfig | None = None) -> GuidanceCondition:
         """Conditioning for a batch of cameras: each sample's view prompt, and with `perp_neg`
@@ -185,6 +190,7 @@ class PromptEmbeddings:
             unconditional=condition.unconditional,
             negatives=negatives,
             negative_weights=weights,
+            class_labels=condition.class_labels,
         )
 
     def _perp_neg(self, cameras: Cameras, config: PerpNegConfig) -> tuple[Tensor, Tensor, Tensor]:
@@ -232,4 +238,5 @@ def build_prompt_embeddings(
         conditional=embeddings[: len(View)],
         unconditional=embeddings[len(View)],
         config=config,
+        class_labels=prior.class_labels(prompt),
     )

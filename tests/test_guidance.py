@@ -253,6 +253,62 @@ def test_sds_descends_toward_what_the_prior_believes():
     assert torch.allclose(mean, torch.tensor([1.0, 0.1, 0.1]), atol=0.1), mean
 
 
+class GreyPriorWithRedClassifier(PointMassPrior):
+    """The exact denoiser of flat grey images, plus the exact log-likelihood gradient of a "red"
+    class whose images are flat red: what classifier guidance must pull towards."""
+
+    red = torch.tensor([1.0, -0.8, -0.8]).view(1, 3, 1, 1)
+
+    def encode_prompts(self, prompts):
+        return torch.zeros(len(prompts), 1, 3)  # every prompt: grey (the text carries nothing)
+
+    def class_labels(self, prompt):
+        return torch.tensor([1 if "red" in prompt else -1])
+
+    def classifier_score(self, x_t, t, labels):
+        alpha_bar = self.alphas_cumprod[t].view(-1, 1, 1, 1)
+        score = -(x_t - alpha_bar.sqrt() * self.red) / (1 - alpha_bar)  # grad log N(x_t; sqrt(ab) red, 1 - ab)
+        return torch.where((labels[:, 0] == 1).view(-1, 1, 1, 1), score, torch.zeros_like(score))
+
+
+@pytest.mark.parametrize("classifier_scale, expect_red", [(0.0, False), (1.0, True)])
+def test_classifier_guidance_pulls_toward_the_named_class(classifier_scale, expect_red):
+    prior = GreyPriorWithRedClassifier()
+    condition = build_prompt_embeddings(prior, "a red ball").for_views([View.FRONT])
+    assert condition.class_labels.tolist() == [[1]]
+    logits = torch.zeros(1, 8, 8, 3, requires_grad=True)
+    optimizer = torch.optim.Adam([logits], lr=0.05)
+    generator = torch.Generator().manual_seed(0)
+    config = SDSConfig(guidance_scale=1.0, classifier_scale=classifier_scale)
+    for step in range(100):
+        out = score_distillation(prior, torch.sigmoid(logits), condition, step, 100, config, generator)
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+    mean = torch.sigmoid(logits).detach().mean(dim=(0, 1, 2))
+    assert (redness(mean.view(1, 1, 1, 3)) > 0.3) == expect_red, mean
+
+
+def test_bundled_folder_with_a_classifier_round_trips(tmp_path):
+    from dream3d.priors.classifier import ClassifierConfig, NoisyImageClassifier
+    from dream3d.priors.model import PriorConfig, build_prior, load_bundled_prior, save_bundled_prior
+    from dream3d.priors.world import COLOUR_NAMES, OBJECT_IDS
+
+    model = build_prior(PriorConfig.tiny(), seed=0)
+    model.classifier = NoisyImageClassifier(ClassifierConfig(channels=(8, 8)))
+    folder = save_bundled_prior(model, tmp_path / "prior")
+    assert load_bundled_prior(folder).classifier is not None
+    prior = load_prior(str(folder))
+    labels = prior.class_labels("a small crimson ball")
+    assert labels.tolist() == [OBJECT_IDS.index("sphere"), COLOUR_NAMES.index("red")]
+    assert prior.class_labels("a pine tree").tolist() == [OBJECT_IDS.index("tree"), COLOUR_NAMES.index("green")]
+    assert prior.class_labels("a cathedral").tolist() == [-1, -1]
+    x_t = torch.randn(2, 3, 64, 64)
+    score = prior.classifier_score(x_t, torch.tensor([10, 900]), labels.expand(2, -1))
+    assert score.shape == x_t.shape and torch.isfinite(score).all() and score.abs().sum() > 0
+    assert all(not p.requires_grad for p in prior.parameters())
+
+
 # ---------------------------------------------------------------------------------------------
 # The bundled primitives prior
 

@@ -97,6 +97,15 @@ class DiffusionPrior(abc.ABC):
         for module in self.modules():
             yield from module.parameters()
 
+    def class_labels(self, prompt: str) -> Tensor | None:
+        """[K] int64 labels of `prompt` for classifier guidance, or None when the prior has no
+        noise-aware classifier (only the bundled prior has one)."""
+        return None
+
+    def classifier_score(self, x_t: Tensor, t: Tensor, labels: Tensor) -> Tensor:
+        """grad_x log p(labels | x_t): [N, C, h, w] float32. labels: [N, K] from `class_labels`."""
+        raise NotImplementedError(f"{type(self).__name__} has no classifier for classifier guidance")
+
 
 def _freeze(module: nn.Module) -> nn.Module:
     module.eval()
@@ -367,7 +376,7 @@ class BundledPrimitivesPrior(DiffusionPrior):
 
     def modules(self) -> Iterator[nn.Module]:
         if isinstance(self.prior, nn.Module):
-            yield self.prior
+            yield self.prior  # the classifier, when loaded, is a submodule of it
             return
         for value in vars(self.prior).values():
             if isinstance(value, nn.Module):
@@ -383,6 +392,18 @@ class BundledPrimitivesPrior(DiffusionPrior):
     @torch.no_grad()
     def predict_noise(self, x_t: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
         return self.prior.predict_noise(x_t.to(self.dtype), t.to(self.device), embeddings.to(self.dtype)).float()
+
+    def class_labels(self, prompt: str) -> Tensor | None:
+        if getattr(self.prior, "classifier", None) is None:
+            return None
+        from dream3d.priors.classifier import labels_for_prompt
+
+        return labels_for_prompt(prompt).to(self.device)
+
+    def classifier_score(self, x_t: Tensor, t: Tensor, labels: Tensor) -> Tensor:
+        from dream3d.priors.classifier import classifier_score
+
+        return classifier_score(self.prior.classifier, x_t, t.to(self.device), labels.to(self.device))
 
 
 def _scheduler_config(folder: Path) -> dict:

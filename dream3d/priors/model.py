@@ -218,6 +218,7 @@ class BundledPrior(nn.Module):
         self.scheduler = scheduler
         self.tokenizer = tokenizer
         self.image_size = int(image_size)
+        self.classifier: nn.Module | None = None  # NoisyImageClassifier from classifier/, when the folder has one
 
     @property
     def device(self) -> torch.device:
@@ -302,6 +303,8 @@ def _write_prior(prior: BundledPrior, folder: Path, half: bool) -> None:
     prior.scheduler.save_pretrained(str(folder / "scheduler"))
     prior.text_encoder.save(folder / "text_encoder")
     prior.tokenizer.save(folder / "tokenizer")
+    if prior.classifier is not None:
+        prior.classifier.save(folder / "classifier")
 
 
 def save_bundled_prior(prior: BundledPrior, folder: str | os.PathLike, half: bool = False,
@@ -365,5 +368,9 @@ def load_bundled_prior(folder: str | os.PathLike = DEFAULT_PRIOR_DIR, device: st
     tokenizer = WordTokenizer.load(folder / "tokenizer")
     prior = BundledPrior(unet.to(device=device, dtype=dtype), scheduler, text_encoder.to(device=device), tokenizer,
                          int(index.get("image_size", 64)))
+    if (folder / "classifier" / "model.safetensors").is_file():
+        from dream3d.priors.classifier import NoisyImageClassifier
+
+        prior.classifier = NoisyImageClassifier.load(folder / "classifier").to(device)
     prior.requires_grad_(False)
     return prior.eval()
