@@ -341,12 +341,6 @@ def redness(images: torch.Tensor) -> float:
     return float(mean[0] - 0.5 * (mean[1] + mean[2]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known failure: the committed bundled prior does not use its caption yet (denoising error is the "
-    "same for the right, a wrong and the empty caption; see assets/primitives-prior/MODEL_CARD.md). Strict: "
-    "when further training makes SDS turn the image red, this xfail fails and must be removed.",
-)
 def test_sds_with_the_bundled_prior_turns_a_grey_image_red():
     prior = _trained_bundled_prior()
     config = default_sds_config(prior.kind)
