@@ -3,10 +3,15 @@
     dream3d avatar --random --seed 3 --out DIR            # the engine's ground truth
     dream3d avatar --random --seed 3 --out DIR --fitted   # its fitted tri-plane
     dream3d avatar --attributes "an old man with short gray hair wearing glasses" --seed 3
+    dream3d avatar "an old man with short gray hair wearing glasses" --model DIR --out DIR   # diffusion
+    dream3d avatar "a young woman with long red hair" --edit "wearing a cap" --model DIR        # + OUT/edited
+    dream3d avatar --photo portrait.png --model DIR --out DIR
 
 The run folder gets model.glb (textured), model.obj + model.mtl + PNG texture, model.ply,
 preview.png, turntable.mp4, turntable.gif, config.yaml and avatar.json (attributes, prompt,
-timings). A text prompt (text -> avatar by tri-plane diffusion) is part 2 and not built yet.
+timings). A text prompt or a photo goes through the trained tri-plane diffusion model
+(avatars/generate.py; weights from scripts/train_avatar_diffusion.py, default
+assets/avatar-diffusion or $DREAM3D_AVATAR_MODEL_DIR).
 """
 from __future__ import annotations
 
@@ -25,6 +30,8 @@ DEFAULT_SAMPLES = 96
 DEFAULT_MESH_RESOLUTION = 128
 DEFAULT_TEXTURE_SIZE = 512
 DEFAULT_FIT_STEPS = 500
+DEFAULT_DIFFUSION_STEPS = 50
+DEFAULT_GUIDANCE = 3.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,7 +44,18 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> _Parser:
     p = _Parser(prog="dream3d avatar", description="Export a parametric avatar: meshes, turntable video, preview.")
     p.add_argument("prompt", nargs="?", default=None,
-                   help="text-to-avatar (tri-plane diffusion): not available yet; use --random or --attributes")
+                   help="text-to-avatar by the trained tri-plane diffusion model (see --model)")
+    p.add_argument("--photo", type=Path, default=None,
+                   help="portrait image -> avatar by the diffusion model (engine-style renders work best)")
+    p.add_argument("--edit", default=None, metavar="TEXT",
+                   help='with a text prompt: also make the avatar edited by TEXT (e.g. "wearing a cap") from '
+                        "the same noise, in OUT/edited")
+    p.add_argument("--model", type=Path, default=None,
+                   help="avatar diffusion model folder (default $DREAM3D_AVATAR_MODEL_DIR or assets/avatar-diffusion)")
+    p.add_argument("--steps", type=int, default=DEFAULT_DIFFUSION_STEPS,
+                   help=f"DDIM steps of the diffusion model (default {DEFAULT_DIFFUSION_STEPS})")
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
+                   help=f"classifier-free guidance scale (default {DEFAULT_GUIDANCE})")
     p.add_argument("--random", action="store_true", help="a random avatar (sample_attributes(seed))")
     p.add_argument("--attributes", default=None, metavar="TEXT",
                    help='attributes in words, e.g. "an old man with short gray hair wearing glasses"; '
@@ -60,11 +78,32 @@ def build_parser() -> _Parser:
     return p
 
 
+def _check_diffusion(args: argparse.Namespace) -> None:
+    """A text prompt or --photo: the diffusion path's own constraints."""
+    if args.prompt is not None and args.photo is not None:
+        raise UsageError("give a text prompt or --photo, not both")
+    if args.prompt is not None and not args.prompt.strip():
+        raise UsageError("the prompt is empty: describe the avatar, e.g. \"a young woman with red hair\"")
+    if args.random or args.attributes is not None or args.fitted or args.decoder is not None:
+        raise UsageError("--random, --attributes, --fitted and --decoder make engine avatars; "
+                         "leave them out with a text prompt or --photo")
+    if args.edit is not None and args.prompt is None:
+        raise UsageError("--edit needs a text prompt (it changes the prompt, keeping the noise)")
+    if args.edit is not None and not args.edit.strip():
+        raise UsageError("--edit is empty: say what changes, e.g. --edit \"wearing a cap\"")
+    if args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {args.steps}")
+    if args.guidance < 0:
+        raise UsageError(f"--guidance must be 0 or more, got {args.guidance}")
+
+
 def _check(args: argparse.Namespace) -> None:
-    if args.prompt is not None:
-        raise UsageError("text-to-avatar generation is not available yet (tri-plane diffusion is part 2): "
-                         "use --random --seed N or --attributes \"an old man wearing glasses\"")
-    if not args.random and args.attributes is None:
+    diffusion = args.prompt is not None or args.photo is not None
+    if diffusion:
+        _check_diffusion(args)
+    elif args.edit is not None:
+        raise UsageError("--edit needs a text prompt (it changes the prompt, keeping the noise)")
+    elif not args.random and args.attributes is None:
         raise UsageError("say which avatar to make: --random --seed N or --attributes \"an old man wearing glasses\"")
     if args.attributes is not None and not args.attributes.strip():
         raise UsageError("--attributes is empty: describe the avatar, e.g. --attributes \"a young woman with red hair\"")
@@ -86,6 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `dream3d avatar` (raises Dream3DError for bad input; the dream3d CLI prints it)."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     _check(args)
+    if args.prompt is not None or args.photo is not None:
+        from avatars.generate import run_from_cli  # text or photo -> the diffusion model
+
+        return run_from_cli(args)
     say = (lambda *_: None) if args.quiet else (lambda msg: print(msg, flush=True))
 
     # Imported here so `dream3d avatar --help` and bad input answer fast.

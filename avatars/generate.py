@@ -1,0 +1,228 @@
+"""A prompt or a portrait -> an avatar run folder, through the trained avatar diffusion model.
+
+    model, decoder, triplane, info = load_trained(model_dir)      # one clear error if not trained
+    cond = text_condition(model, "an old man with short gray hair wearing glasses")      # [1, D]
+    result = generate(model, cond, SamplingConfig(seed=3))        # base sample -> upsample -> planes
+    field = avatar_field(result.planes[0], decoder, triplane)     # a dream3d TriplaneField
+    edited = generate(model, text_condition(model, edited_prompt(prompt, "wearing a cap")),
+                      SamplingConfig(seed=3))                     # same seed = same noise: an edit
+
+`run_from_cli` is `dream3d avatar "prompt" | --photo FILE [--edit TEXT] --model DIR --out DIR`:
+it writes the same run folder as the engine path of avatars/cli.py (model.glb/.obj/.ply,
+preview.png, turntable.mp4/.gif, config.yaml, avatar.json with a timing split: diffusion,
+upsampling, mesh, video). With --edit the edited avatar (same noise, condition from the
+edited prompt) gets a run folder of its own, OUT/edited.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from avatars.diffusion import AvatarDiffusion, GeneratedPlanes, generate_planes, initial_noise, is_model_folder, load_model
+from avatars.triplane import AvatarTriplaneConfig, avatar_field
+from dream3d.errors import Dream3DError, UsageError
+from dream3d.fields.triplane import TriplaneDecoder
+
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+MODEL_DIR_ENV = "DREAM3D_AVATAR_MODEL_DIR"
+
+
+def default_model_dir() -> Path:
+    """$DREAM3D_AVATAR_MODEL_DIR, else <repo root>/assets/avatar-diffusion."""
+    env = os.environ.get(MODEL_DIR_ENV)
+    return Path(env) if env else _REPO_ROOT / "assets" / "avatar-diffusion"
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How the base model is sampled."""
+
+    steps: int = 50
+    """DDIM steps of the base model (the upsampler is one pass)."""
+    guidance_scale: float = 3.0
+    """Classifier-free guidance scale (1: no guidance)."""
+    seed: int = 0
+    """Seeds the initial noise: the same seed and condition give the same avatar."""
+
+
+def not_trained_message(folder: Path) -> str:
+    return (f"text-to-avatar is not available yet: no trained avatar diffusion weights in {folder} (they are not "
+            "trained or committed yet). Train them: python scripts/build_avatar_dataset.py --out data/avatars, then "
+            "python scripts/train_avatar_diffusion.py --data data/avatars --out assets/avatar-diffusion "
+            "(or pass --model DIR)")
+
+
+def load_trained(folder: str | os.PathLike | None = None) -> tuple[AvatarDiffusion, TriplaneDecoder, AvatarTriplaneConfig, dict]:
+    """`load_model` of a folder (default `default_model_dir()`), with one-line errors."""
+    folder = Path(folder) if folder is not None else default_model_dir()
+    if not is_model_folder(folder):
+        raise UsageError(not_trained_message(folder))
+    try:
+        return load_model(folder)
+    except Exception as error:  # noqa: BLE001 - a corrupt or foreign file
+        raise Dream3DError(f"cannot read the avatar diffusion model in {folder}: {error}; retrain it with "
+                           "scripts/train_avatar_diffusion.py") from None
+
+
+def read_portrait(path: str | os.PathLike, size: int = 64) -> Tensor:
+    """An image file -> [size, size, 3] float in [0, 1]: alpha over white, centre-cropped to a
+    square, resized. Raises UsageError when it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            rgba = image.convert("RGBA")
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise UsageError(f"cannot read portrait {path}: {getattr(error, 'strerror', None) or error}") from None
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    rgb = Image.alpha_composite(white, rgba).convert("RGB")
+    w, h = rgb.size
+    side = min(w, h)
+    rgb = rgb.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
+    rgb = rgb.resize((size, size), Image.BILINEAR)
+    return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).reshape(size, size, 3).float() / 255.0
+
+
+def edited_prompt(prompt: str, edit: str) -> str:
+    """'an old man' + 'wearing a cap' -> 'an old man, wearing a cap'."""
+    return f"{prompt.rstrip(' ,.')}, {edit.strip()}"
+
+
+@torch.no_grad()
+def text_condition(model: AvatarDiffusion, prompt: str) -> Tensor:
+    """[1, D]."""
+    return model.encode_text([prompt])
+
+
+@torch.no_grad()
+def portrait_condition(model: AvatarDiffusion, portrait: Tensor) -> Tensor:
+    """portrait [H, W, 3] in [0, 1] -> [1, D]."""
+    return model.encode_portrait(portrait[None])
+
+
+def generate(model: AvatarDiffusion, cond: Tensor, sampling: SamplingConfig = SamplingConfig(),
+             noise: Tensor | None = None) -> GeneratedPlanes:
+    """Condition [B, D] -> planes [B, 3, C, R, R]. noise [B, C, r, 3r] defaults to the seed's."""
+    if noise is None:
+        noise = initial_noise(model.config, cond.shape[0], torch.Generator().manual_seed(sampling.seed))
+    return generate_planes(model, cond, noise, sampling.steps, sampling.guidance_scale)
+
+
+# ---------------------------------------------------------------------------------------------
+# The CLI path
+
+
+def _export(folder_path: Path, planes: Tensor, decoder: TriplaneDecoder, triplane: AvatarTriplaneConfig,
+            prompt: str, args: argparse.Namespace, say) -> tuple[list[Path], dict[str, float], object]:
+    """planes [3, C, R, R] -> a run folder's meshes, preview and turntable. Returns (files, timings, folder)."""
+    from avatars.evaluation import occupancy_grid
+    from dream3d.atomic import write_text_atomic
+    from dream3d.config import ExportConfig, RunConfig, VideoConfig, config_to_yaml
+    from dream3d.mesh import MeshConfig
+    from dream3d.outputs import export_meshes, write_video
+    from dream3d.runfolder import prepare_run_folder
+
+    folder = prepare_run_folder(folder_path)
+    field = avatar_field(planes, decoder, triplane).eval()
+    config = RunConfig(
+        prompt=prompt,
+        seed=args.seed,
+        device="cpu",
+        export=ExportConfig(mesh=MeshConfig(resolution=args.mesh_resolution), texture_size=args.texture_size),
+        video=replace(VideoConfig(), num_frames=args.frames, image_size=args.size, num_samples=args.samples),
+    )
+    write_text_atomic(folder.config, config_to_yaml(config))
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    files = export_meshes(folder, config, field)
+    timings["mesh_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    files += write_video(folder, config, field, occupancy_grid(field))
+    timings["video_s"] = time.perf_counter() - t
+    say(f"meshes in {timings['mesh_s']:.1f}s, video in {timings['video_s']:.1f}s -> {folder.root}")
+    return files, timings, folder
+
+
+def run_from_cli(args: argparse.Namespace) -> int:
+    """`dream3d avatar "prompt"` / `--photo FILE`, with optional `--edit TEXT` (args from
+    avatars/cli.py's parser, already checked there)."""
+    from avatars.prompts import parse_prompt
+    from avatars.triplane import write_json
+    from dream3d.runfolder import default_run_dir, slugify
+
+    say = (lambda *_: None) if args.quiet else (lambda msg: print(msg, flush=True))
+    t_start = time.perf_counter()
+
+    # 1. Inputs first (a bad photo is the user's to fix whatever the model), then the model.
+    portrait = read_portrait(args.photo) if args.photo is not None else None
+    if portrait is not None:
+        say("warning: real photos are outside the avatar engine's style (the portrait encoder saw only engine "
+            "renders): expect a loose likeness")
+    model, decoder, triplane, info = load_trained(args.model)
+    sampling = SamplingConfig(steps=args.steps, guidance_scale=args.guidance, seed=args.seed)
+
+    # 2. The condition, and the same noise for every avatar of this run (the edit keeps it).
+    with torch.no_grad():
+        cond = portrait_condition(model, portrait) if portrait is not None else text_condition(model, args.prompt)
+    noise = initial_noise(model.config, 1, torch.Generator().manual_seed(args.seed))
+    jobs: list[tuple[str, Tensor, Path | None]] = []
+    label = args.prompt if args.prompt is not None else f"photo {Path(args.photo).name}"
+    root = args.out if args.out is not None else default_run_dir(f"avatar-{slugify(label)}")
+    jobs.append((label, cond, root))
+    if args.edit is not None:
+        edited = edited_prompt(args.prompt, args.edit)
+        jobs.append((edited, text_condition(model, edited), root / "edited"))
+
+    # 3. Per avatar: diffusion -> upsampling -> planes -> field -> meshes and video.
+    for i, (text, c, folder_path) in enumerate(jobs):
+        say(f"avatar{' (edited)' if i else ''}: {text}")
+        t = time.perf_counter()
+        result = generate(model, c, sampling, noise)
+        timings = {"diffusion_s": result.timings["diffusion"], "upsampling_s": result.timings["upsampling"]}
+        say(f"planes {tuple(result.planes.shape[1:])}: diffusion {timings['diffusion_s']:.1f}s "
+            f"({sampling.steps} DDIM steps), upsampling {timings['upsampling_s']:.2f}s")
+        files, export_timings, folder = _export(folder_path, result.planes[0], decoder, triplane, text, args, say)
+        timings |= export_timings
+        timings["total_s"] = time.perf_counter() - t
+        info_path = folder.root / "avatar.json"
+        write_json(info_path, {
+            "source": "tri-plane diffusion",
+            "prompt": text if args.photo is None or i else None,
+            "photo": str(args.photo) if args.photo is not None and i == 0 else None,
+            "edit": args.edit if i else None,
+            "edited_from": args.prompt if i else None,
+            "prompt_attributes": ({k: v.value for k, v in parse_prompt(text).specified().items()}
+                                  if args.photo is None or i else None),
+            "seed": args.seed,
+            "sampling": {"steps": sampling.steps, "guidance_scale": sampling.guidance_scale},
+            "model": str(args.model if args.model is not None else default_model_dir()),
+            "model_info": info,
+            "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        })
+        if not args.quiet:
+            for path in [*files, info_path, folder.config]:
+                print(path)
+    print(f"done: {root} ({time.perf_counter() - t_start:.1f}s)")
+    return 0
+
+
+__all__ = [
+    "MODEL_DIR_ENV",
+    "SamplingConfig",
+    "default_model_dir",
+    "edited_prompt",
+    "generate",
+    "load_trained",
+    "not_trained_message",
+    "portrait_condition",
+    "read_portrait",
+    "run_from_cli",
+    "text_condition",
+]

@@ -1,0 +1,185 @@
+"""Train the avatar diffusion model (avatars/diffusion.py) on a dataset folder from
+scripts/build_avatar_dataset.py: planes, captions and portraits -> OUT/model.safetensors.
+
+The loop (numbered below): draw a batch of avatars and one caption of each, compute the loss
+(base DDPM + upsampler + portrait alignment), step AdamW with warmup and gradient clipping, log,
+and now and then write a checkpoint. A checkpoint is OUT/model.safetensors + OUT/config.json
+(what `dream3d avatar "prompt" --model OUT` loads) and OUT/train_state.pt (optimizer, step,
+random state), each written atomically; rerunning the same command resumes from it. Progress
+goes to stdout, OUT/train.log and OUT/metrics.jsonl (one JSON line per log step).
+
+    OMP_NUM_THREADS=1 python scripts/train_avatar_diffusion.py --data data/avatars --out assets/avatar-diffusion
+    OMP_NUM_THREADS=1 nohup python scripts/train_avatar_diffusion.py --data data/avatars \\
+        --out runs/avd --steps 20000 > runs/avd.out 2>&1 &                  # in the background
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from avatars.diffusion import (
+    MODEL_FILE,
+    AvatarDiffusion,
+    AvatarDiffusionConfig,
+    TrainingBatch,
+    count_parameters,
+    load_model,
+    plane_stats,
+    save_model,
+    training_loss,
+)
+from avatars.triplane import load_dataset, stack_planes
+from dream3d.atomic import write_bytes_atomic
+
+STATE_FILE = "train_state.pt"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The optimiser and the loop's cadence."""
+
+    steps: int = 20000
+    """Optimiser steps in all (a resumed run continues up to this)."""
+    batch_size: int = 8
+    """Avatars per step."""
+    lr: float = 5e-4
+    """AdamW learning rate after warmup."""
+    warmup_steps: int = 200
+    """Linear warmup from 0 (Adam's first steps are large on fresh UNets)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Gradient norm clip."""
+    seed: int = 0
+    """Seeds the model's initialisation and every random draw of the loop."""
+    log_every: int = 20
+    """Steps between log lines."""
+    checkpoint_every: int = 500
+    """Steps between checkpoints (and one at the end)."""
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (scripts/build_avatar_dataset.py)")
+    p.add_argument("--out", type=Path, required=True, help="model folder (checkpoints go here; resumed if present)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--tiny", action="store_true", help="AvatarDiffusionConfig.tiny() sizes (smoke tests)")
+    for f in dataclasses.fields(TrainConfig):
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
+                       help=f"(default {f.default})")
+    args = p.parse_args(argv)
+    return args, TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, train = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    log_file = open(out / "train.log", "a", buffering=1)
+    metrics_file = open(out / "metrics.jsonl", "a", buffering=1)
+
+    def log(message: str) -> None:
+        line = f"{datetime.datetime.now():%H:%M:%S} {message}"
+        print(line, flush=True)
+        log_file.write(line + "\n")
+
+    # 1. The dataset: planes [N, 3, C, R, R], captions, portraits [N, 64, 64, 3] in [0, 1].
+    decoder, triplane, records = load_dataset(args.data)
+    if not records:
+        raise SystemExit(f"no avatars in {args.data}/avatars: build the dataset with scripts/build_avatar_dataset.py")
+    planes = stack_planes(records)
+    portraits = (torch.stack([r.portrait for r in records]).float() / 255.0
+                 if all(r.portrait is not None for r in records) else None)
+    prompts = [r.prompts for r in records]
+
+    # 2. The model (fresh, or the checkpoint's) and the optimiser.
+    gen = torch.Generator().manual_seed(train.seed)
+    state_path = out / STATE_FILE
+    resume = (out / MODEL_FILE).exists() and state_path.exists()
+    if resume:
+        model, _, _, _ = load_model(out)
+        model.train()
+    else:
+        config = (AvatarDiffusionConfig.tiny(triplane.channels, triplane.resolution) if args.tiny
+                  else AvatarDiffusionConfig(plane_channels=triplane.channels, resolution=triplane.resolution))
+        torch.manual_seed(train.seed)
+        model = AvatarDiffusion(config, plane_stats(planes, config.factor))
+    if tuple(planes.shape[1:]) != (3, model.config.plane_channels, model.config.resolution, model.config.resolution):
+        raise SystemExit(f"dataset planes {tuple(planes.shape[1:])} do not fit the model {model.config}")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    step = 0
+    if resume:
+        state = torch.load(state_path, weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        step = state["step"]
+    alphas_cumprod = model.ddpm_scheduler().alphas_cumprod
+    log(f"train: {len(records)} avatars {tuple(planes.shape[1:])} from {args.data} -> {out}; "
+        f"{'resumed at step ' + str(step) if resume else 'fresh'}; parameters "
+        f"base {count_parameters(model.base):,} upsampler {count_parameters(model.upsampler):,} "
+        f"text {count_parameters(model.text_encoder):,} portrait {count_parameters(model.portrait_encoder):,}; {train}")
+
+    def checkpoint() -> None:
+        info = {"steps": step, "dataset": str(args.data), "avatars": len(records), "train": dataclasses.asdict(train),
+                "seconds_per_step": round(seconds / max(steps_timed, 1), 4)}
+        save_model(out, model, decoder, triplane, info)
+        buffer = io.BytesIO()
+        torch.save({"optimizer": optimizer.state_dict(), "generator": gen.get_state(), "step": step}, buffer)
+        write_bytes_atomic(state_path, buffer.getvalue())
+        log(f"checkpoint: step {step} -> {out / MODEL_FILE}")
+
+    seconds, steps_timed = 0.0, 0
+    sums: dict[str, float] = {}
+    model.train()
+    while step < train.steps:
+        t = time.perf_counter()
+        # 3. A batch: random avatars, a random caption of each (some name fewer attributes).
+        index = torch.randint(0, len(records), (train.batch_size,), generator=gen)
+        choice = torch.randint(0, 1 << 30, (train.batch_size,), generator=gen)
+        batch = TrainingBatch(
+            planes=planes[index],
+            prompts=[prompts[i][c % len(prompts[i])] for i, c in zip(index.tolist(), choice.tolist())],
+            full_prompts=[prompts[i][0] for i in index.tolist()],
+            portraits=portraits[index] if portraits is not None else None,
+        )
+        # 4. Loss, backward, clipped AdamW step with linear warmup.
+        for group in optimizer.param_groups:
+            group["lr"] = train.lr * min(1.0, (step + 1) / max(train.warmup_steps, 1))
+        loss, parts = training_loss(model, batch, gen, alphas_cumprod)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip).item()
+        optimizer.step()
+        step += 1
+        seconds += time.perf_counter() - t
+        steps_timed += 1
+        # 5. Progress: means over the steps since the last line.
+        for name, value in {"loss": loss.item(), **parts, "grad_norm": grad_norm}.items():
+            sums[name] = sums.get(name, 0.0) + value
+        if step % train.log_every == 0 or step == train.steps:
+            n = train.log_every if step % train.log_every == 0 else step % train.log_every
+            means = {k: v / n for k, v in sums.items()}
+            sums = {}
+            metrics_file.write(json.dumps({"step": step, **{k: round(v, 6) for k, v in means.items()},
+                                           "s_per_step": round(seconds / steps_timed, 4)}) + "\n")
+            log(f"step {step:6d}  loss {means['loss']:.4f}  base {means['base']:.4f}  upsampler {means['upsampler']:.4f}"
+                f"  align {means['align']:.4f}  grad {means['grad_norm']:.2f}  {seconds / steps_timed:.3f}s/step")
+        # 6. Checkpoints (atomic), and the last one.
+        if step % train.checkpoint_every == 0 or step == train.steps:
+            checkpoint()
+    if steps_timed == 0:
+        log(f"nothing to do: already at step {step} of {train.steps}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
