@@ -278,6 +278,7 @@ def sample_prior(prompt: str, out: str | Path, prior: str | None = None, num: in
                  steps: int = 50, guidance: float | None = None, device: str | None = None) -> Path:
     """A grid of 2D DDIM samples of the bundled prior for `prompt` (what the prior knows)."""
     from dream3d.guidance.loading import PriorKind
+    from dream3d.guidance.sds import default_sds_config
     from dream3d.priors.sample import write_sample_grid
 
     prompt = check_prompt(prompt)
@@ -290,8 +291,11 @@ def sample_prior(prompt: str, out: str | Path, prior: str | None = None, num: in
     warn_if_outside_world(prompt, loaded)
     out = Path(out)
     _check_writable_parent(out)
-    write_sample_grid(loaded.prior, [prompt], out, seed=seed, steps=steps,
-                      guidance_scale=5.0 if guidance is None else guidance, per_prompt=num)
+    # The bundled prior's SDS defaults (classifier guidance, see default_sds_config) sample well too.
+    sds = default_sds_config(loaded.kind)
+    write_sample_grid(loaded.prior, [prompt], out, seed=seed, steps=steps, per_prompt=num,
+                      guidance_scale=sds.guidance_scale if guidance is None else guidance,
+                      classifier_scale=sds.classifier_scale)
     return out
 
 

@@ -14,12 +14,18 @@ from dream3d.priors.model import BundledPrior
 
 @torch.no_grad()
 def ddim_sample(prior: BundledPrior, prompts: list[str], steps: int = 50, guidance_scale: float = 5.0,
-                generator: torch.Generator | None = None) -> Tensor:
+                generator: torch.Generator | None = None, classifier_scale: float = 0.0) -> Tensor:
     """One image per prompt: [B, H, W, 3] in [0, 1].
 
     1. Encode the prompts and the empty prompt. 2. Start from Gaussian noise. 3. For each DDIM
-    step, predict noise for both (one batch of 2B), mix them with `guidance_scale`, step.
+    step, predict noise for both (one batch of 2B), mix them with `guidance_scale`, and with
+    `classifier_scale` > 0 (and a prior with a classifier) subtract scale * sigma_t * grad log
+    p(object, colour | x_t) (classifier guidance), then step.
     """
+    from dream3d.priors.classifier import classifier_score, labels_for_prompt
+
+    use_classifier = classifier_scale > 0 and prior.classifier is not None
+    labels = torch.stack([labels_for_prompt(p) for p in prompts]).to(prior.device) if use_classifier else None
     B, S = len(prompts), prior.image_size
     scheduler = DDIMScheduler.from_config(prior.scheduler.config)
     scheduler.set_timesteps(steps)
@@ -30,7 +36,12 @@ def ddim_sample(prior: BundledPrior, prompts: list[str], steps: int = 50, guidan
     for t in scheduler.timesteps:
         eps = prior.predict_noise(torch.cat([x, x]), t.expand(2 * B).to(prior.device), emb)
         eps_u, eps_c = eps.chunk(2)
-        x = scheduler.step(eps_u + guidance_scale * (eps_c - eps_u), t, x).prev_sample
+        guided = eps_u + guidance_scale * (eps_c - eps_u)
+        if use_classifier:
+            sigma = (1.0 - scheduler.alphas_cumprod[int(t)]).sqrt()
+            tt = t.expand(B).to(prior.device)
+            guided = guided - classifier_scale * sigma * classifier_score(prior.classifier, x.float(), tt, labels).to(guided.dtype)
+        x = scheduler.step(guided, t, x).prev_sample
     return ((x.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu()
 
 
@@ -47,13 +58,14 @@ def image_grid(images: Tensor, rows: int) -> np.ndarray:
 
 
 def write_sample_grid(prior: BundledPrior, prompts: list[str], out_png: str | os.PathLike, seed: int = 0,
-                      steps: int = 50, guidance_scale: float = 5.0, per_prompt: int = 4, scale: int = 2) -> Tensor:
+                      steps: int = 50, guidance_scale: float = 5.0, per_prompt: int = 4, scale: int = 2,
+                      classifier_scale: float = 0.0) -> Tensor:
     """Sample `per_prompt` images of each prompt (one row per prompt), write a PNG, return [N, H, W, 3]."""
     import imageio.v3 as iio
 
     g = torch.Generator().manual_seed(seed)
     batch = [p for p in prompts for _ in range(per_prompt)]
-    images = ddim_sample(prior, batch, steps, guidance_scale, g)
+    images = ddim_sample(prior, batch, steps, guidance_scale, g, classifier_scale)
     grid = image_grid(images, rows=len(prompts))
     grid = np.kron(grid, np.ones((scale, scale, 1), dtype=np.uint8))
     write_with(out_png, lambda tmp: iio.imwrite(tmp, grid))
