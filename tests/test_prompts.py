@@ -16,12 +16,15 @@ from dream3d.prompts import (
 
 
 class CountingPrior:
-    """A test double with the two things prompts need: an identity and encode_prompts.
+    """A test double with what prompts need: an identity, encode_prompts and class_labels (none).
     Each text gets a distinct constant embedding so selections can be checked by value."""
 
     def __init__(self, identity: str = "counting") -> None:
         self.identity = identity
         self.calls: list[list[str]] = []
+
+    def class_labels(self, prompt: str) -> None:
+        return None  # no classifier guidance
 
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
         self.calls.append(list(prompts))
