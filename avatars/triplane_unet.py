@@ -23,10 +23,10 @@ takes about 0.18 s and a forward + backward about 0.48 s. `tiny()`: 56,636 param
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
+from diffusers.models.embeddings import get_timestep_embedding
 from torch import Tensor, nn
 
 from avatars.rollout import NUM_PLANES, Aware3DConv, AxisPool, PlaneConv
@@ -80,12 +80,9 @@ class TriplaneUNetConfig:
                    groups=4, attention_heads=2)
 
 
-def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
-    """Sinusoidal features of (possibly fractional) timesteps. t: [B] -> [B, dim] (dim even)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)  # [half]
-    angles = t.float()[:, None] * freqs[None]  # [B, half]
-    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)  # [B, dim]
+def timestep_embedding(t: Tensor, dim: int) -> Tensor:
+    """Sinusoidal features of (possibly fractional) timesteps, [cos, sin]. t: [B] -> [B, dim] (dim even)."""
+    return get_timestep_embedding(t.float(), dim, flip_sin_to_cos=True, downscale_freq_shift=0)
 
 
 class ResBlock(nn.Module):

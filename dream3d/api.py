@@ -29,7 +29,7 @@ from dream3d.config import (
 )
 from dream3d.configtools import parse_set_option
 from dream3d.errors import DeviceError, Dream3DError, UsageError
-from dream3d.runfolder import RunFolder, default_run_dir, find_run_folder, prepare_run_folder
+from dream3d.runfolder import RunFolder, default_run_dir, ensure_writable_folder, find_run_folder, prepare_run_folder
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,6 @@ def generate(
 
 
 def _run(config: RunConfig, device: torch.device, out: Path, progress: bool, stop_after: int | None) -> Run:
-    from dream3d.guidance.priors import load_prior
     from dream3d.prompts import build_prompt_embeddings
     from dream3d.train import init_state, train
 
@@ -209,13 +208,11 @@ def _run(config: RunConfig, device: torch.device, out: Path, progress: bool, sto
 def resume(run: str | Path, *, steps: int | None = None, device: str | None = None, progress: bool = True,
            stop_after: int | None = None) -> Run:
     """Continue an interrupted run from its checkpoint to the end, then write its outputs."""
-    from dream3d.guidance.priors import load_prior  # noqa: F401 - fail early on a broken install
     from dream3d.prompts import build_prompt_embeddings
     from dream3d.train import load_checkpoint, train
 
     start = time.perf_counter()
-    folder = find_run_folder(run)
-    checkpoint = Path(run) if Path(run).is_file() else folder.checkpoint
+    folder, checkpoint = find_run_folder(run)
     torch_device = resolve_device(device or "auto")
     config, state = load_checkpoint(checkpoint, torch_device)
     if steps is not None:
@@ -238,8 +235,7 @@ def export_run(run: str | Path, formats: Sequence[str] | None = None, device: st
     from dream3d.outputs import export_meshes
     from dream3d.train import load_checkpoint
 
-    folder = find_run_folder(run)
-    checkpoint = Path(run) if Path(run).is_file() else folder.checkpoint
+    folder, checkpoint = find_run_folder(run)
     config, state = load_checkpoint(checkpoint, resolve_device(device or "auto"))
     state.field.eval()
     return export_meshes(folder, config, state.field, formats or ("glb", "obj", "ply"))
@@ -250,8 +246,7 @@ def video_run(run: str | Path, frames: int | None = None, size: int | None = Non
     from dream3d.outputs import write_video
     from dream3d.train import load_checkpoint
 
-    folder = find_run_folder(run)
-    checkpoint = Path(run) if Path(run).is_file() else folder.checkpoint
+    folder, checkpoint = find_run_folder(run)
     config, state = load_checkpoint(checkpoint, resolve_device(device or "auto"))
     video = config.video
     if frames is not None:
@@ -290,7 +285,7 @@ def sample_prior(prompt: str, out: str | Path, prior: str | None = None, num: in
         raise UsageError("dream3d sample draws 2D samples from the bundled prior only; pass a bundled-prior folder or no --prior")
     warn_if_outside_world(prompt, loaded)
     out = Path(out)
-    _check_writable_parent(out)
+    ensure_writable_folder(out.expanduser().resolve().parent)
     # The bundled prior's SDS defaults (classifier guidance, see default_sds_config) sample well too.
     sds = default_sds_config(loaded.kind)
     write_sample_grid(loaded.prior, [prompt], out, seed=seed, steps=steps, per_prompt=num,
@@ -318,19 +313,6 @@ def _load_prior(spec: str | None, device: torch.device):
         raise Dream3DError(str(error)) from None
     finally:
         diffusers_logging.set_verbosity(level)
-
-
-def _check_writable_parent(path: Path) -> None:
-    from dream3d.errors import OutputFolderError
-
-    parent = path.expanduser().resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        probe = parent / ".dream3d-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise OutputFolderError(f"cannot write to {parent}: {error.strerror or error}; choose another --out") from None
 
 
 def _progress_bar(total: int, done: int):

@@ -64,8 +64,8 @@ def default_run_dir(prompt: str, now: _dt.datetime | None = None) -> Path:
     return Path("outputs") / f"{slugify(prompt)}-{stamp}"
 
 
-def prepare_run_folder(path: str | os.PathLike) -> RunFolder:
-    """Create the folder and prove it is writable before any work starts."""
+def ensure_writable_folder(path: str | os.PathLike) -> Path:
+    """Create the folder and prove it is writable before any work starts, or raise OutputFolderError."""
     root = Path(path).expanduser()
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -77,11 +77,17 @@ def prepare_run_folder(path: str | os.PathLike) -> RunFolder:
         raise OutputFolderError(
             f"cannot write to output folder {root}: {reason}; choose another folder with --out"
         ) from None
-    return RunFolder(root)
+    return root
 
 
-def find_run_folder(path: str | os.PathLike) -> RunFolder:
-    """A run folder from its path or from the path of its checkpoint."""
+def prepare_run_folder(path: str | os.PathLike) -> RunFolder:
+    """The run folder at `path`, created and checked writable."""
+    return RunFolder(ensure_writable_folder(path))
+
+
+def find_run_folder(path: str | os.PathLike) -> tuple[RunFolder, Path]:
+    """A run folder and its checkpoint, from the folder's path or from the checkpoint's."""
     p = Path(path).expanduser()
-    root = p.parent if p.is_file() else p
-    return RunFolder(root)
+    if p.is_file():
+        return RunFolder(p.parent), p
+    return RunFolder(p), RunFolder(p).checkpoint

@@ -7,6 +7,7 @@ run continues exactly where the interrupted one stopped.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import math
@@ -266,7 +267,7 @@ def train(
     with deferred_interrupts() as interrupt:
         while state.step < total:
             report = train_step(config, prior, embeddings, state, total)
-            report = _with_elapsed(report, time.perf_counter() - start)
+            report = dataclasses.replace(report, elapsed_s=round(time.perf_counter() - start, 3))
             if metrics_path is not None and (report.step % config.train.log_every == 0 or report.step == total):
                 _append_metrics(metrics_path, report)
             if on_step is not None:
@@ -287,10 +288,6 @@ def train(
     save_checkpoint(checkpoint_path, config, state)
     state.field.eval()
     return state
-
-
-def _with_elapsed(report: StepReport, elapsed: float) -> StepReport:
-    return StepReport(**{**report.__dict__, "elapsed_s": round(elapsed, 3)})
 
 
 def _append_metrics(path: Path, report: StepReport) -> None:

@@ -12,11 +12,11 @@ grammar (synonyms included), parsed by dream3d.priors.world.parse_caption.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from diffusers.models.embeddings import get_timestep_embedding
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -39,14 +39,6 @@ class ClassifierConfig:
     """Colour classes (COLOUR_NAMES order)."""
     num_train_timesteps: int = 1000
     """Timesteps of the diffusion schedule it is trained on."""
-
-
-def timestep_features(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
-    """[B] timesteps -> [B, dim] sinusoidal features."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = t.float()[:, None] * freqs[None]
-    return torch.cat([args.sin(), args.cos()], dim=-1)
 
 
 class _Stage(nn.Module):
@@ -79,7 +71,9 @@ class NoisyImageClassifier(nn.Module):
         self.colour_head = nn.Linear(cin, config.num_colours)
 
     def forward(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        temb = self.time_mlp(timestep_features(t, self.config.time_dim).to(x.dtype))  # [B, T]
+        # [B, T] sinusoidal features ([sin, cos] order: the committed weights were trained with it)
+        features = get_timestep_embedding(t, self.config.time_dim, flip_sin_to_cos=False, downscale_freq_shift=0)
+        temb = self.time_mlp(features.to(x.dtype))
         h = x
         for stage in self.stages:
             h = stage(h, temb)
