@@ -66,6 +66,8 @@ class FitConfig:
     """Ground-truth views to fit."""
     test_views: int = 8
     """Held-out views (other random cameras of the same distribution) for PSNR."""
+    elevation_range_deg: tuple[float, float] = CameraSamplingConfig.elevation_range_deg
+    """Elevations of the train and held-out views (the SDS camera range by default)."""
     image_size: int = 64
     """Pixels per side of every view."""
     steps: int = 600
@@ -198,7 +200,7 @@ def fit(config: FitConfig, verbose: bool = True) -> tuple[dict[str, object], Fie
     """Run the whole reconstruction; returns the measured figures and the fitted field."""
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
-    cams_cfg = CameraSamplingConfig(image_size=config.image_size)
+    cams_cfg = CameraSamplingConfig(image_size=config.image_size, elevation_range_deg=config.elevation_range_deg)
     gt = GroundTruthField(config.object_id)
     t0 = time.perf_counter()
     train = render_ground_truth(gt, sample_cameras(cams_cfg, config.train_views, gen), config.gt_samples)

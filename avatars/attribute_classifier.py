@@ -1,0 +1,173 @@
+"""Which attributes does an avatar show? A small CNN over three head-framed renders.
+
+This is the yardstick of scripts/eval_avatars.py: it is trained only on renders of the
+engine's exact avatars (AvatarField), never on generated ones, and then asked what a
+generated tri-plane avatar shows. Three views because some attributes only show from one
+side: glasses and beards from the front, a bun from behind, long hair from the side.
+
+    views = render_attribute_views(field)                    # [3, 48, 48, 3] in [0, 1]
+    classifier, _ = load_classifier("assets/avatar-classifier")
+    predicted = classifier.predict(views[None])              # [{'glasses': Glasses.ROUND, ...}]
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from avatars.engine import ATTRIBUTE_TYPES, AvatarAttributes, HairStyle
+from dream3d.atomic import write_with
+from dream3d.cameras import Cameras, look_at
+from dream3d.fields import Field
+from dream3d.renderer import RenderConfig, ShadingMode, SolidBackground, render_cameras
+
+EVALUATED_ATTRIBUTES: tuple[str, ...] = ("glasses", "hair_style", "hair_colour", "facial_hair", "hat", "presentation", "age")
+"""The attributes the avatar evaluation scores (those RODIN-style prompts most often name)."""
+
+HEAD_CENTRE = (0.0, 0.42, 0.0)
+"""Where the attribute cameras aim: the middle of the engine's head (hat top to beard)."""
+
+VIEW_AZIMUTHS_DEG = (0.0, 90.0, 180.0)
+"""Front, the avatar's left side, back."""
+
+
+def applicable(attributes: AvatarAttributes, name: str) -> bool:
+    """Whether attribute `name` can be seen at all: a bald head has no hair colour to see."""
+    return not (name == "hair_colour" and attributes.hair_style is HairStyle.BALD)
+
+
+def attribute_cameras(size: int = 48, distance: float = 3.1, fov_deg: float = 20.0) -> Cameras:
+    """Three cameras around the head (VIEW_AZIMUTHS_DEG, 5 degrees up), framing it tightly."""
+    az = torch.tensor(VIEW_AZIMUTHS_DEG)
+    el = torch.full_like(az, 5.0)
+    a, e = torch.deg2rad(az), torch.deg2rad(el)
+    target = torch.tensor(HEAD_CENTRE)
+    offset = torch.stack([torch.cos(e) * torch.sin(a), torch.sin(e), torch.cos(e) * torch.cos(a)], -1) * distance
+    positions = target + offset  # [3, 3]
+    return Cameras(
+        c2w=look_at(positions, target), fov_y=torch.deg2rad(torch.full_like(az, fov_deg)), azimuth_deg=az,
+        elevation_deg=el, distance=offset.norm(dim=-1), height=size, width=size,
+    )
+
+
+def render_attribute_views(field: Field, size: int = 48, num_samples: int = 96) -> Tensor:
+    """[3, size, size, 3] lambertian renders (light at the camera) over white, in [0, 1]."""
+    from avatars.evaluation import occupancy_grid
+
+    cameras = attribute_cameras(size)
+    config = RenderConfig(num_samples=num_samples, randomize=False, return_samples=False)
+    with torch.no_grad():
+        out = render_cameras(field, cameras, config, SolidBackground(), ShadingMode.LAMBERTIAN, cameras.positions,
+                             occupancy_grid(field))
+    return out.rgb.clamp(0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class AttributeClassifierConfig:
+    """The classifier's sizes."""
+
+    image_size: int = 48
+    """Pixels a side of each view."""
+    views: int = len(VIEW_AZIMUTHS_DEG)
+    """Views per avatar (their features are concatenated, so the order matters)."""
+    widths: tuple[int, ...] = (32, 64, 96)
+    """Channels of each stride-2 stage of the per-view CNN (shared by the views)."""
+    hidden_dim: int = 256
+    """Width of the MLP over the concatenated view features."""
+    dropout: float = 0.2
+    """Dropout before the heads (the training set is a few thousand renders)."""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "AttributeClassifierConfig":
+        return cls(**{**data, "widths": tuple(data["widths"])})
+
+
+class AttributeClassifier(nn.Module):
+    """Views [B, V, H, W, 3] in [0, 1] -> one logit vector per evaluated attribute."""
+
+    def __init__(self, config: AttributeClassifierConfig = AttributeClassifierConfig()):
+        super().__init__()
+        self.config = config
+        layers: list[nn.Module] = []
+        width = 3
+        for w in config.widths:
+            layers += [nn.Conv2d(width, w, 3, stride=2, padding=1), nn.GroupNorm(8, w), nn.SiLU(),
+                       nn.Conv2d(w, w, 3, padding=1), nn.GroupNorm(8, w), nn.SiLU()]
+            width = w
+        self.convs = nn.Sequential(*layers)
+        side = config.image_size // 2 ** len(config.widths)
+        self.trunk = nn.Sequential(nn.Flatten(), nn.Linear(config.views * width * side * side, config.hidden_dim),
+                                   nn.SiLU(), nn.Dropout(config.dropout))
+        self.heads = nn.ModuleDict({name: nn.Linear(config.hidden_dim, len(ATTRIBUTE_TYPES[name]))
+                                    for name in EVALUATED_ATTRIBUTES})
+
+    def forward(self, views: Tensor) -> dict[str, Tensor]:
+        """views: [B, V, H, W, 3] -> {name: [B, number of values]}."""
+        b, v = views.shape[:2]
+        x = views.reshape(b * v, *views.shape[2:]).permute(0, 3, 1, 2).float() * 2.0 - 1.0  # [B*V, 3, H, W]
+        features = self.convs(x)  # [B*V, C, h, w]
+        h = self.trunk(features.reshape(b, -1))
+        return {name: head(h) for name, head in self.heads.items()}
+
+    @torch.no_grad()
+    def predict(self, views: Tensor) -> list[dict[str, object]]:
+        """views: [B, V, H, W, 3] -> per avatar {name: predicted enum value}."""
+        was_training = self.training
+        self.eval()
+        logits = self(views)
+        self.train(was_training)
+        members = {name: list(ATTRIBUTE_TYPES[name]) for name in EVALUATED_ATTRIBUTES}
+        return [{name: members[name][int(logits[name][i].argmax())] for name in EVALUATED_ATTRIBUTES}
+                for i in range(views.shape[0])]
+
+
+def attribute_targets(attributes: list[AvatarAttributes]) -> dict[str, Tensor]:
+    """{name: [B] value index, -1 where not applicable (ignored by the loss)}."""
+    targets = {}
+    for name in EVALUATED_ATTRIBUTES:
+        members = list(ATTRIBUTE_TYPES[name])
+        targets[name] = torch.tensor([members.index(getattr(a, name)) if applicable(a, name) else -1 for a in attributes])
+    return targets
+
+
+def classifier_loss(logits: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor:
+    """Mean over attributes of the cross-entropy (non-applicable rows ignored)."""
+    losses = [nn.functional.cross_entropy(logits[n], targets[n], ignore_index=-1) for n in EVALUATED_ATTRIBUTES]
+    return torch.stack(losses).mean()
+
+
+MODEL_FILE = "classifier.safetensors"
+CONFIG_FILE = "classifier.json"
+
+
+def save_classifier(folder: str | os.PathLike, model: AttributeClassifier, info: dict) -> None:
+    """folder/classifier.safetensors (weights) + classifier.json (config and training figures), atomically."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    write_with(folder / MODEL_FILE, lambda tmp: save_file(state, str(tmp)))
+    text = json.dumps({"config": model.config.to_json(), **info}, indent=2)
+    write_with(folder / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text))
+
+
+def load_classifier(folder: str | os.PathLike) -> tuple[AttributeClassifier, dict]:
+    """The classifier saved by `save_classifier` (eval mode) and its info."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not (folder / MODEL_FILE).exists():
+        raise FileNotFoundError(f"no attribute classifier in {folder}: train it with "
+                                f"`python scripts/train_avatar_classifier.py --out {folder}`")
+    info = json.loads((folder / CONFIG_FILE).read_text())
+    model = AttributeClassifier(AttributeClassifierConfig.from_json(info["config"]))
+    model.load_state_dict(load_file(str(folder / MODEL_FILE)))
+    return model.eval(), info

@@ -1,0 +1,173 @@
+"""Evaluate the avatar diffusion model: attribute accuracy from text and from portraits,
+diversity across seeds, and the time of one `dream3d avatar "prompt"` run.
+
+Steps: (1) the classifier's own accuracy on engine renders of the evaluation avatars (its
+ceiling here); (2) text: for avatar i (sample_attributes(EVAL_SEED + i)) the full caption (every
+attribute named) and a short one (about half of them named) -> generate (seed i) -> render the
+three attribute views of the generated tri-plane -> classify -> compare with what the prompt
+names; (3) portraits: frontal engine portraits of held-out avatars (seeds PORTRAIT_SEED + i,
+never in the dataset) -> generate -> classify -> compare with the avatar's attributes;
+(4) diversity: the same prompts with another seed, as the mean absolute pixel difference of the
+attribute views, against the same figure for avatars of different prompts, and how often the
+two seeds agree on each attribute; (5) the real CLI once, with its timing split.
+
+    OMP_NUM_THREADS=2 python scripts/eval_avatars.py --model assets/avatar-diffusion -n 48 --json data/eval-avatars.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from avatars.attribute_classifier import EVALUATED_ATTRIBUTES, applicable, load_classifier, render_attribute_views
+from avatars.diffusion import initial_noise
+from avatars.engine import AvatarField, AvatarSDF, sample_attributes
+from avatars.evaluation import render_portrait
+from avatars.generate import SamplingConfig, load_trained
+from avatars.prompts import describe, parse_prompt
+from avatars.triplane import avatar_field
+
+EVAL_SEED = 9_000_000
+"""Text-evaluation avatars are sample_attributes(EVAL_SEED + i) (not in the dataset, seeds 0..N)."""
+PORTRAIT_SEED = 9_500_000
+"""Portrait-evaluation avatars: held-out engine avatars sample_attributes(PORTRAIT_SEED + i)."""
+
+
+def generate_views(model, decoder, triplane, cond: torch.Tensor, seeds: list[int], sampling: SamplingConfig,
+                   batch_size: int) -> tuple[torch.Tensor, float]:
+    """Conditions [N, D] -> attribute views [N, 3, H, W, 3] of the generated avatars, and seconds per avatar."""
+    from avatars.generate import generate
+
+    views, t = [], time.perf_counter()
+    for start in range(0, len(seeds), batch_size):
+        chunk = seeds[start:start + batch_size]
+        noise = torch.cat([initial_noise(model.config, 1, torch.Generator().manual_seed(s)) for s in chunk])
+        planes = generate(model, cond[start:start + len(chunk)], sampling, noise).planes
+        for p in planes:
+            views.append(render_attribute_views(avatar_field(p, decoder, triplane).eval()))
+    return torch.stack(views), (time.perf_counter() - t) / len(seeds)
+
+
+def score(predicted: list[dict], wanted: list[dict]) -> dict[str, float]:
+    """Accuracy per attribute over the cases that name (and can show) it; 'mean' over attributes."""
+    result = {}
+    for name in EVALUATED_ATTRIBUTES:
+        pairs = [(p[name], w[name]) for p, w in zip(predicted, wanted) if name in w]
+        if pairs:
+            result[name] = sum(a == b for a, b in pairs) / len(pairs)
+    result["mean"] = sum(result.values()) / len(result)
+    return result
+
+
+def named_attributes(prompt: str, attributes) -> dict:
+    """The evaluated attributes a prompt names (as parsed), that the avatar can show."""
+    named = parse_prompt(prompt).specified()
+    return {k: getattr(attributes, k) for k in EVALUATED_ATTRIBUTES if k in named and applicable(attributes, k)}
+
+
+def all_attributes(attributes) -> dict:
+    return {k: getattr(attributes, k) for k in EVALUATED_ATTRIBUTES if applicable(attributes, k)}
+
+
+def table(rows: dict[str, dict[str, float]]) -> str:
+    names = [*EVALUATED_ATTRIBUTES, "mean"]
+    lines = ["| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for label, acc in rows.items():
+        lines.append(f"| {label} | " + " | ".join(f"{acc[n]:.2f}" if n in acc else "-" for n in names) + " |")
+    return "\n".join(lines)
+
+
+def cli_timing(model_dir: Path, prompt: str) -> dict:
+    """Run `dream3d avatar PROMPT` for real and read its timing split from avatar.json."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "dream3d.cli", "avatar", prompt, "--model", str(model_dir), "--out",
+                        str(out), "--quiet"], check=True, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - t
+        timings = json.loads((out / "avatar.json").read_text())["timings_s"]
+    return {"wall_s": round(wall, 1), **timings}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", type=Path, default=None, help="avatar diffusion folder (default assets/avatar-diffusion)")
+    p.add_argument("--classifier", type=Path, default=Path("assets/avatar-classifier"))
+    p.add_argument("-n", "--num", type=int, default=48, help="text prompts (and portraits)")
+    p.add_argument("--diversity", type=int, default=16, help="prompts generated with a second seed")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps")
+    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--no-cli", action="store_true", help="skip the timed CLI run")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = p.parse_args(argv)
+    model, decoder, triplane, info = load_trained(args.model)
+    classifier, classifier_info = load_classifier(args.classifier)
+    sampling = SamplingConfig(steps=args.steps, guidance_scale=args.guidance)
+    n = args.num
+    report: dict = {"model_steps": info.get("steps"), "avatars_in_dataset": info.get("avatars"), "n": n,
+                    "sampling": {"steps": args.steps, "guidance": args.guidance}}
+
+    # 1. The classifier's ceiling: engine renders of the evaluation avatars.
+    attrs = [sample_attributes(EVAL_SEED + i) for i in range(n)]
+    sharpness = triplane.sharpness
+    truth_views = torch.stack([render_attribute_views(AvatarField(AvatarSDF(a), sharpness=sharpness)) for a in attrs])
+    rows = {"classifier on engine renders": score(classifier.predict(truth_views), [all_attributes(a) for a in attrs])}
+
+    # 2. Text, full and short prompts.
+    seeds = list(range(n))
+    full = [describe(a, torch.Generator().manual_seed(EVAL_SEED + i)) for i, a in enumerate(attrs)]
+    short = [describe(a, torch.Generator().manual_seed(EVAL_SEED + i), drop_probability=0.5) for i, a in enumerate(attrs)]
+    with torch.no_grad():
+        full_views, seconds = generate_views(model, decoder, triplane, model.encode_text(full), seeds, sampling,
+                                             args.batch_size)
+        short_views, _ = generate_views(model, decoder, triplane, model.encode_text(short), seeds, sampling,
+                                        args.batch_size)
+    rows["text, full prompt"] = score(classifier.predict(full_views), [named_attributes(t, a) for t, a in zip(full, attrs)])
+    rows["text, short prompt"] = score(classifier.predict(short_views),
+                                       [named_attributes(t, a) for t, a in zip(short, attrs)])
+
+    # 3. Portraits of held-out engine avatars.
+    held_out = [sample_attributes(PORTRAIT_SEED + i) for i in range(n)]
+    portraits = torch.stack([render_portrait(AvatarField(AvatarSDF(a), sharpness=sharpness)) for a in held_out])
+    with torch.no_grad():
+        portrait_views, _ = generate_views(model, decoder, triplane, model.encode_portrait(portraits.float() / 255.0),
+                                           seeds, sampling, args.batch_size)
+    rows["portrait"] = score(classifier.predict(portrait_views), [all_attributes(a) for a in held_out])
+
+    # 4. Diversity: a second seed for the first prompts.
+    k = min(args.diversity, n)
+    with torch.no_grad():
+        again, _ = generate_views(model, decoder, triplane, model.encode_text(full[:k]), [s + 1000 for s in seeds[:k]],
+                                  sampling, args.batch_size)
+    same_prompt = float((again - full_views[:k]).abs().mean())
+    other_prompt = float((full_views[:k] - full_views[:k].roll(1, 0)).abs().mean())
+    first, second = classifier.predict(full_views[:k]), classifier.predict(again)
+    agreement = {name: sum(a[name] == b[name] for a, b in zip(first, second)) / k for name in EVALUATED_ATTRIBUTES}
+    report["diversity"] = {"prompts": k, "pixel_l1_same_prompt_other_seed": round(same_prompt, 4),
+                           "pixel_l1_other_prompt": round(other_prompt, 4),
+                           "ratio": round(same_prompt / max(other_prompt, 1e-8), 3),
+                           "attribute_agreement_across_seeds": {k_: round(v, 3) for k_, v in agreement.items()}}
+    report["accuracy"] = {label: {k_: round(v, 4) for k_, v in acc.items()} for label, acc in rows.items()}
+    report["generate_and_render_s_per_avatar_batched"] = round(seconds, 2)
+
+    # 5. The real CLI, timed.
+    if not args.no_cli:
+        report["cli"] = cli_timing(args.model or Path("assets/avatar-diffusion"), full[0])
+
+    print(table(rows))
+    print(json.dumps({k: v for k, v in report.items() if k != "accuracy"}, indent=1))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
