@@ -9,7 +9,8 @@ names; (3) portraits: frontal engine portraits of held-out avatars (seeds PORTRA
 never in the dataset) -> generate -> classify -> compare with the avatar's attributes;
 (4) diversity: the same prompts with another seed, as the mean absolute pixel difference of the
 attribute views, against the same figure for avatars of different prompts, and how often the
-two seeds agree on each attribute; (5) the real CLI once, with its timing split.
+two seeds agree on each attribute; editing: short prompts that name no hat + ", wearing a
+cap" from the same noise (is there a cap now, and are the other attributes kept?); (5) the real CLI once, with its timing split.
 
     OMP_NUM_THREADS=2 python scripts/eval_avatars.py --model assets/avatar-diffusion -n 48 --json data/eval-avatars.json
 """
@@ -27,9 +28,9 @@ import torch
 
 from avatars.attribute_classifier import EVALUATED_ATTRIBUTES, applicable, load_classifier, render_attribute_views
 from avatars.diffusion import initial_noise
-from avatars.engine import AvatarField, AvatarSDF, sample_attributes
+from avatars.engine import AvatarField, AvatarSDF, Hat, sample_attributes
 from avatars.evaluation import render_portrait
-from avatars.generate import SamplingConfig, load_trained
+from avatars.generate import SamplingConfig, edited_prompt, load_trained
 from avatars.prompts import describe, parse_prompt
 from avatars.triplane import avatar_field
 
@@ -154,6 +155,19 @@ def main(argv: list[str] | None = None) -> int:
                            "pixel_l1_other_prompt": round(other_prompt, 4),
                            "ratio": round(same_prompt / max(other_prompt, 1e-8), 3),
                            "attribute_agreement_across_seeds": {k_: round(v, 3) for k_, v in agreement.items()}}
+    # 4b. Editing: the short prompts that name no hat, + ", wearing a cap", same noise.
+    chosen = [i for i in range(n) if parse_prompt(short[i]).hat is None][:k]
+    if chosen:
+        edited = [edited_prompt(short[i], "wearing a cap") for i in chosen]
+        with torch.no_grad():
+            edit_views, _ = generate_views(model, decoder, triplane, model.encode_text(edited), chosen, sampling,
+                                           args.batch_size)
+        before, after = classifier.predict(short_views[chosen]), classifier.predict(edit_views)
+        kept = [sum(b[a] == e[a] for b, e in zip(before, after)) / len(chosen) for a in EVALUATED_ATTRIBUTES if a != "hat"]
+        report["edit_wearing_a_cap"] = {"avatars": len(chosen),
+                                         "cap_after_edit": round(sum(e["hat"] is Hat.CAP for e in after) / len(chosen), 3),
+                                         "cap_before_edit": round(sum(b["hat"] is Hat.CAP for b in before) / len(chosen), 3),
+                                         "other_attributes_kept": round(sum(kept) / len(kept), 3)}
     report["accuracy"] = {label: {k_: round(v, 4) for k_, v in acc.items()} for label, acc in rows.items()}
     report["generate_and_render_s_per_avatar_batched"] = round(seconds, 2)
 

@@ -70,7 +70,7 @@ class FitConfig:
     """Elevations of the train and held-out views (the SDS camera range by default)."""
     image_size: int = 64
     """Pixels per side of every view."""
-    steps: int = 600
+    steps: int = 1200
     """Optimiser steps."""
     rays_per_step: int = 4096
     """Random pixels (over all train views) per step."""
@@ -84,8 +84,11 @@ class FitConfig:
     """Adam learning rate of the tri-planes."""
     final_lr_fraction: float = 0.1
     """Learning rates decay exponentially to this fraction at the last step."""
-    triplane_tv: float = 0.0
-    """Weight of the tri-plane total variation."""
+    triplane_tv: float = 0.01
+    """Weight of the tri-plane total variation. Images never see inside an opaque object, so
+    without it the planes leave the inside of the mushroom's cap hollow; TV fills it. Measured
+    (1200 steps, 96-texel planes): mesh IoU 0.92 at 0.01; at 0 with 64 texels 0.89, and with
+    128 texels the cap went hollow (0.77)."""
     distortion: float = 0.01
     """Weight of the distortion loss (sharper surfaces; see dream3d.losses.distortion_loss).
     Measured on the mushroom, 300 steps: mesh IoU 0.79 at 0, 0.83 at 0.01, 0.85 at 0.1; but
@@ -93,11 +96,12 @@ class FitConfig:
     distortion), and 0.3 degraded the fit (PSNR 21 dB)."""
     triplane: TriplaneFieldConfig = dataclasses.field(
         default_factory=lambda: TriplaneFieldConfig(
-            resolution=64,
+            resolution=96,
             decoder=TriplaneDecoderConfig(channels=16, hidden_dim=32, density_activation=DensityActivation.TRUNC_EXP),
         )
     )
-    """The tri-plane field."""
+    """The tri-plane field (96 texels: at 64 a texel is 3 cm and the flat underside of the cap
+    blurs over it)."""
     hashgrid: HashGridFieldConfig = dataclasses.field(
         default_factory=lambda: HashGridFieldConfig(
             encoding=HashGridConfig(num_levels=8, features_per_level=2, log2_table_size=16, base_resolution=16, max_resolution=256),

@@ -123,3 +123,23 @@ def test_export_mesh_picks_the_format_from_the_suffix(meshes, tmp_path):
     assert [p.name for p in export_mesh(textured, tmp_path / "c.ply")] == ["c.ply"]
     with pytest.raises(ValueError, match="use .glb, .obj or .ply"):
         export_mesh(textured, tmp_path / "d.stl")
+
+
+def test_atomic_writes_give_files_the_usual_permissions(tmp_path):
+    """Other users (a web server, a render farm) can read outputs, whoever wrote the bytes:
+    a writer that replaces the temporary file (safetensors does) must not leave it 0600."""
+    import os
+    import stat
+
+    from safetensors.torch import save_file
+
+    from dream3d.atomic import write_text_atomic, write_with
+
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "a.txt", "x")
+        write_with(tmp_path / "w.safetensors", lambda tmp: save_file({"x": torch.zeros(2)}, str(tmp)))
+    finally:
+        os.umask(old)
+    for name in ("a.txt", "w.safetensors"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
