@@ -6,8 +6,12 @@ views over random solid backgrounds, updating the occupancy grid as it goes, (3)
 on the held-out views (white background), the voxel IoU of the fitted density against the
 exact occupancy, and, when dream3d.mesh / dream3d.evaluation are installed, the mesh IoU.
 
-    python scripts/fit_reconstruction.py                       # tri-plane, mushroom
-    python scripts/fit_reconstruction.py --field hashgrid --steps 300
+    python scripts/fit_reconstruction.py --mesh-iou            # tri-plane, mushroom
+    python scripts/fit_reconstruction.py --field hashgrid --steps 300 --mesh-iou
+
+Measured on this 2-core CPU (one thread, sharing the machine with two other jobs, 2026-11-22):
+tri-plane defaults (96 texels, TV 0.01, 1200 steps): held-out PSNR 42.3 dB, mesh IoU 0.921,
+fit 190 s; hash grid, 300 steps: PSNR 37.3 dB, mesh IoU 0.506, fit 244 s.
 """
 from __future__ import annotations
 
