@@ -75,7 +75,8 @@ def test_unknown_attribute_words_are_fine(tmp_path, capsys):
     (["--random", "--decoder", "/nonexistent/decoder.safetensors", "--fitted"], "not found"),
     (["--attributes", "  "], "empty"),
 ])
-def test_bad_input_is_one_line(argv, words, capsys):
+def test_bad_input_is_one_line(argv, words, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("DREAM3D_AVATAR_MODEL_DIR", str(tmp_path / "no-weights"))  # missing weights are bad input too
     code, out, err = run(argv, capsys)
     assert code != 0
     lines = err.strip().splitlines()

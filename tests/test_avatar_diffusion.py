@@ -252,3 +252,19 @@ def test_cli_photo(tiny_model_folder, tmp_path, capsys):
     code, _, err = run(["--photo", str(bad), "--model", str(tiny_model_folder)], capsys)
     lines = err.strip().splitlines()
     assert code != 0 and len(lines) == 1 and "cannot read portrait" in lines[0]
+
+
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "avatar-diffusion"
+
+
+@pytest.mark.skipif(not (SHIPPED_MODEL / "model.safetensors").exists(), reason="no committed avatar diffusion weights")
+def test_shipped_model_makes_an_avatar_from_text_out_of_the_box(tmp_path, capsys, monkeypatch):
+    """No --model: the committed weights load, and the avatar they make has a surface that meshes
+    (an empty or foggy field fails the mesh's iso-level check)."""
+    monkeypatch.delenv("DREAM3D_AVATAR_MODEL_DIR", raising=False)
+    out = tmp_path / "run"
+    code, _, err = run(["a young woman with long red hair", "--seed", "1", "--out", str(out), *TINY_RUN], capsys)
+    assert code == 0, err
+    assert (out / "model.glb").read_bytes()[:4] == b"glTF"
+    info = json.loads((out / "avatar.json").read_text())
+    assert info["source"] == "tri-plane diffusion" and info["model"].endswith("avatar-diffusion")
