@@ -23,7 +23,7 @@ from avatars.engine import ATTRIBUTE_TYPES, AvatarAttributes, HairStyle
 from dream3d.atomic import write_with
 from dream3d.cameras import Cameras, look_at
 from dream3d.fields import Field
-from dream3d.renderer import RenderConfig, ShadingMode, SolidBackground, render_cameras
+from dream3d.renderer import ShadingMode
 
 EVALUATED_ATTRIBUTES: tuple[str, ...] = ("glasses", "hair_style", "hair_colour", "facial_hair", "hat", "presentation", "age")
 """The attributes the avatar evaluation scores (those RODIN-style prompts most often name)."""
@@ -56,14 +56,9 @@ def attribute_cameras(size: int = 48, distance: float = 3.1, fov_deg: float = 20
 
 def render_attribute_views(field: Field, size: int = 48, num_samples: int = 96) -> Tensor:
     """[3, size, size, 3] lambertian renders (light at the camera) over white, in [0, 1]."""
-    from avatars.evaluation import occupancy_grid
+    from avatars.evaluation import render
 
-    cameras = attribute_cameras(size)
-    config = RenderConfig(num_samples=num_samples, randomize=False, return_samples=False)
-    with torch.no_grad():
-        out = render_cameras(field, cameras, config, SolidBackground(), ShadingMode.LAMBERTIAN, cameras.positions,
-                             occupancy_grid(field))
-    return out.rgb.clamp(0.0, 1.0)
+    return render(field, attribute_cameras(size), ShadingMode.LAMBERTIAN, num_samples)
 
 
 @dataclass(frozen=True)
