@@ -121,6 +121,35 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"decoder {args.decoder} not found: pass a dataset folder or its decoder.safetensors")
 
 
+def export_avatar(folder, field, prompt: str, args: argparse.Namespace, say) -> tuple[list[Path], dict[str, float]]:
+    """An avatar field -> config.yaml, meshes (GLB, OBJ, PLY), preview and turntable in the run
+    folder (a dream3d RunFolder), sized by the CLI flags. Returns (files, {"mesh_s", "video_s"})."""
+    from avatars.evaluation import occupancy_grid
+    from dream3d.atomic import write_text_atomic
+    from dream3d.config import ExportConfig, RunConfig, VideoConfig, config_to_yaml
+    from dream3d.mesh import MeshConfig
+    from dream3d.outputs import export_meshes, write_video
+
+    config = RunConfig(
+        prompt=prompt,
+        seed=args.seed,
+        device="cpu",
+        export=ExportConfig(mesh=MeshConfig(resolution=args.mesh_resolution), texture_size=args.texture_size),
+        video=replace(VideoConfig(), num_frames=args.frames, image_size=args.size, num_samples=args.samples),
+    )
+    write_text_atomic(folder.config, config_to_yaml(config))
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    files = export_meshes(folder, config, field)
+    timings["mesh_s"] = time.perf_counter() - t
+    say(f"meshes in {timings['mesh_s']:.1f}s")
+    t = time.perf_counter()
+    files += write_video(folder, config, field, occupancy_grid(field))
+    timings["video_s"] = time.perf_counter() - t
+    say(f"video in {timings['video_s']:.1f}s -> {folder.root}")
+    return files, timings
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `dream3d avatar` (raises Dream3DError for bad input; the dream3d CLI prints it)."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -135,7 +164,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from avatars.engine import AvatarField, AvatarSDF, sample_attributes
-    from avatars.evaluation import occupancy_grid
     from avatars.prompts import describe, parse_prompt
     from avatars.triplane import (
         DECODER_FIT,
@@ -148,11 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_decoder,
         write_json,
     )
-    from dream3d.atomic import write_text_atomic
-    from dream3d.config import ExportConfig, RunConfig, VideoConfig, config_to_yaml
     from dream3d.errors import Dream3DError
-    from dream3d.mesh import MeshConfig
-    from dream3d.outputs import export_meshes, write_video
     from dream3d.runfolder import default_run_dir, prepare_run_folder
 
     t_start = time.perf_counter()
@@ -194,22 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     field.eval()
 
     # 2. Meshes and the turntable, through dream3d's own exporters.
-    config = RunConfig(
-        prompt=prompt,
-        seed=args.seed,
-        device="cpu",
-        export=ExportConfig(mesh=MeshConfig(resolution=args.mesh_resolution), texture_size=args.texture_size),
-        video=replace(VideoConfig(), num_frames=args.frames, image_size=args.size, num_samples=args.samples),
-    )
-    write_text_atomic(folder.config, config_to_yaml(config))
-    t = time.perf_counter()
-    files = export_meshes(folder, config, field)
-    timings["mesh_s"] = time.perf_counter() - t
-    say(f"meshes in {timings['mesh_s']:.1f}s")
-    t = time.perf_counter()
-    files += write_video(folder, config, field, occupancy_grid(field))
-    timings["video_s"] = time.perf_counter() - t
-    say(f"video in {timings['video_s']:.1f}s")
+    files, export_timings = export_avatar(folder, field, prompt, args, say)
+    timings |= export_timings
 
     # 3. What this avatar is.
     timings["total_s"] = time.perf_counter() - t_start

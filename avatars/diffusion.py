@@ -461,11 +461,7 @@ def save_model(folder: str | os.PathLike, model: AvatarDiffusion, decoder: Tripl
             "info": info or {}}
     path = folder / MODEL_FILE
 
-    def write(tmp: Path) -> None:
-        save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in meta.items()})
-        os.chmod(tmp, 0o644)  # safetensors recreates the file: give it the usual permissions again
-
-    write_with(path, write)
+    write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in meta.items()}))
     write_text_atomic(folder / CONFIG_FILE, json.dumps({k: meta[k] for k in ("config", "triplane", "info")}, indent=2) + "\n")
     return path
 

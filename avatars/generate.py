@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -122,31 +122,11 @@ def generate(model: AvatarDiffusion, cond: Tensor, sampling: SamplingConfig = Sa
 def _export(folder_path: Path, planes: Tensor, decoder: TriplaneDecoder, triplane: AvatarTriplaneConfig,
             prompt: str, args: argparse.Namespace, say) -> tuple[list[Path], dict[str, float], object]:
     """planes [3, C, R, R] -> a run folder's meshes, preview and turntable. Returns (files, timings, folder)."""
-    from avatars.evaluation import occupancy_grid
-    from dream3d.atomic import write_text_atomic
-    from dream3d.config import ExportConfig, RunConfig, VideoConfig, config_to_yaml
-    from dream3d.mesh import MeshConfig
-    from dream3d.outputs import export_meshes, write_video
+    from avatars.cli import export_avatar
     from dream3d.runfolder import prepare_run_folder
 
     folder = prepare_run_folder(folder_path)
-    field = avatar_field(planes, decoder, triplane).eval()
-    config = RunConfig(
-        prompt=prompt,
-        seed=args.seed,
-        device="cpu",
-        export=ExportConfig(mesh=MeshConfig(resolution=args.mesh_resolution), texture_size=args.texture_size),
-        video=replace(VideoConfig(), num_frames=args.frames, image_size=args.size, num_samples=args.samples),
-    )
-    write_text_atomic(folder.config, config_to_yaml(config))
-    timings: dict[str, float] = {}
-    t = time.perf_counter()
-    files = export_meshes(folder, config, field)
-    timings["mesh_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    files += write_video(folder, config, field, occupancy_grid(field))
-    timings["video_s"] = time.perf_counter() - t
-    say(f"meshes in {timings['mesh_s']:.1f}s, video in {timings['video_s']:.1f}s -> {folder.root}")
+    files, timings = export_avatar(folder, avatar_field(planes, decoder, triplane).eval(), prompt, args, say)
     return files, timings, folder
 
 

@@ -389,14 +389,14 @@ def robust_decoder(
 
 
 @torch.no_grad()
-def decoder_error(decoder: TriplaneDecoder, planes: Sequence[Tensor], avatars: Sequence[AvatarSDF | AvatarAttributes],
+def decoder_error(decoder: TriplaneDecoder, planes: Sequence[Tensor], samples: Sequence[GroundTruthSamples],
                   model: AvatarTriplaneConfig, noise: float, seed: int = 1) -> dict[str, float]:
-    """Mean fit-loss parts (log-density and albedo MSE) of planes + noise of std `noise`."""
+    """Mean fit-loss parts (log-density and albedo MSE) of planes + noise of std `noise` against
+    each avatar's engine `samples` (`sample_ground_truth`; draw them once, compare many decoders)."""
     gen = torch.Generator().manual_seed(seed)
     fit = FitConfig(plane_l2=0.0)
     parts = {"density": 0.0, "albedo": 0.0}
-    for p, a in zip(planes, avatars):
-        batch = sample_ground_truth(_as_sdf(a), SampleConfig(shell_samples=20_000, uniform_samples=5_000), gen)
+    for p, batch in zip(planes, samples):
         _, values = fit_loss(p + noise * torch.randn(p.shape, generator=gen), decoder, batch, fit, model.sharpness)
         for name in parts:
             parts[name] += values[name] / len(planes)

@@ -30,7 +30,7 @@ from avatars.attribute_classifier import EVALUATED_ATTRIBUTES, applicable, load_
 from avatars.diffusion import initial_noise
 from avatars.engine import AvatarField, AvatarSDF, Hat, sample_attributes
 from avatars.evaluation import render_portrait
-from avatars.generate import SamplingConfig, edited_prompt, load_trained
+from avatars.generate import SamplingConfig, edited_prompt, generate, load_trained
 from avatars.prompts import describe, parse_prompt
 from avatars.triplane import avatar_field
 
@@ -43,8 +43,6 @@ PORTRAIT_SEED = 9_500_000
 def generate_views(model, decoder, triplane, cond: torch.Tensor, seeds: list[int], sampling: SamplingConfig,
                    batch_size: int) -> tuple[torch.Tensor, float]:
     """Conditions [N, D] -> attribute views [N, 3, H, W, 3] of the generated avatars, and seconds per avatar."""
-    from avatars.generate import generate
-
     views, t = [], time.perf_counter()
     for start in range(0, len(seeds), batch_size):
         chunk = seeds[start:start + batch_size]

@@ -171,10 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip).item()
         optimizer.step()
-        with torch.no_grad():  # 5. The weight average (a short horizon at first, so early checkpoints are usable).
+        if train.ema_decay > 0:  # 5. The weight average (a short horizon at first, so early checkpoints are usable).
             decay = min(train.ema_decay, (1.0 + step) / (10.0 + step))
-            for averaged, current in zip(ema.parameters(), model.parameters()):
-                averaged.lerp_(current, 1.0 - decay)
+            with torch.no_grad():
+                for averaged, current in zip(ema.parameters(), model.parameters()):
+                    averaged.lerp_(current, 1.0 - decay)
         step += 1
         seconds += time.perf_counter() - t
         steps_timed += 1

@@ -114,7 +114,7 @@ def test_save_load_round_trip(shared, tmp_path):
 def test_noise_robust_decoder_reads_noisy_planes_better(shared):
     """Generated planes are never exact: after the robust fine-tune the decoder's error on noisy
     planes is lower than after the same fine-tune without noise, and clean planes still decode."""
-    from avatars.triplane import RobustDecoderConfig, decoder_error, robust_decoder
+    from avatars.triplane import RobustDecoderConfig, decoder_error, robust_decoder, sample_ground_truth
 
     avatars, decoder, planes, _ = shared
     before = {k: v.clone() for k, v in decoder.state_dict().items()}
@@ -122,9 +122,10 @@ def test_noise_robust_decoder_reads_noisy_planes_better(shared):
                                  samples=SampleConfig(shell_samples=8000, uniform_samples=2000, shell_resolution=48))
     robust, _ = robust_decoder(decoder, list(planes), avatars, MODEL, dataclasses.replace(config, noise_max=0.3))
     plain, _ = robust_decoder(decoder, list(planes), avatars, MODEL, dataclasses.replace(config, noise_max=0.0))
-    noisy_robust = decoder_error(robust, list(planes), avatars, MODEL, noise=0.2)
-    noisy_plain = decoder_error(plain, list(planes), avatars, MODEL, noise=0.2)
+    samples = [sample_ground_truth(a, config.samples, torch.Generator().manual_seed(1)) for a in avatars]
+    noisy_robust = decoder_error(robust, list(planes), samples, MODEL, noise=0.2)
+    noisy_plain = decoder_error(plain, list(planes), samples, MODEL, noise=0.2)
     assert noisy_robust["albedo"] < noisy_plain["albedo"], (noisy_robust, noisy_plain)
-    assert decoder_error(robust, list(planes), avatars, MODEL, noise=0.0)["albedo"] < 0.01
+    assert decoder_error(robust, list(planes), samples, MODEL, noise=0.0)["albedo"] < 0.01
     for name, value in decoder.state_dict().items():  # the dataset's decoder itself is left as it was
         torch.testing.assert_close(value, before[name])
