@@ -4,8 +4,8 @@
 
 1. Pre-render a pool of ground-truth images (every object x every colour x random training
    cameras from CameraSamplingConfig(), random backgrounds and lights): dream3d.priors.gt_render.
-2. Train UNet + caption encoder jointly on epsilon prediction (DDPM, 1000 steps, min-SNR-5
-   weighting), captions drawn fresh per sample with a view suffix, 10 % dropped to "" for
+2. Train UNet + caption encoder jointly on v prediction (zero-terminal-SNR cosine schedule,
+   1000 steps; PriorConfig.v_prediction says why; --init-from an epsilon prior fine-tunes it), captions drawn fresh per sample with a view suffix, 10 % dropped to "" for
    classifier-free guidance, random horizontal flips (every object is mirror-symmetric in x, so
    a flipped view is the view from the mirrored azimuth, whose view word is the same).
 3. EMA weights are saved atomically every --checkpoint-minutes and at the end, so the run can be
@@ -146,14 +146,15 @@ def main(argv=None) -> int:
         for gparam in opt.param_groups:
             gparam["lr"] = args.lr * warm
         emb = prior.encode_prompts(prompts)
-        pred = prior.predict_noise(xt, t, emb)
-        if args.min_snr > 0:
-            weight = (snr[t].clamp(max=args.min_snr) / snr[t]).view(-1)  # min-SNR-gamma, epsilon prediction
-        elif args.high_noise_weight > 0:
+        pred = prior.predict_model_output(xt, t, emb)
+        target = sched.get_velocity(x0, noise, t) if prior.predicts_v else noise
+        if args.min_snr > 0:  # min-SNR-gamma: min(snr, g)/snr for epsilon, min(snr, g)/(snr + 1) for v
+            weight = (snr[t].clamp(max=args.min_snr) / (snr[t] + 1 if prior.predicts_v else snr[t])).view(-1)
+        elif args.high_noise_weight > 0 and not prior.predicts_v:  # v's loss already weighs x0 error at high noise
             weight = (1.0 / snr[t]).clamp(min=1.0, max=args.high_noise_weight).view(-1)
         else:
             weight = torch.ones(args.batch_size)
-        loss = (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * weight).mean()
+        loss = (F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3)) * weight).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -68,6 +68,22 @@ def test_sphere_mesh_has_the_right_radius_and_matches_the_render():
     assert np.allclose(mesh.vertex_colors[top], [1, 0, 0]) and np.allclose(mesh.vertex_colors[bottom], [0, 0, 1])
 
 
+def test_dense_meshes_are_simplified_without_changing_the_shape():
+    """A 96^3 sphere (~26k faces) capped at 3000 faces keeps its radius, volume and closed surface."""
+    full = extract_mesh(Spheres([[0.0, 0.0, 0.0]], [0.6]), MeshConfig(resolution=96, max_faces=None))
+    light = extract_mesh(Spheres([[0.0, 0.0, 0.0]], [0.6]), MeshConfig(resolution=96, max_faces=3000))
+    assert full.faces.shape[0] > 20000 and 2000 <= light.faces.shape[0] <= 3000
+    assert light.iso.boundary_edge_fraction == 0.0
+    assert np.abs(np.linalg.norm(light.vertices, axis=1) - 0.6).max() <= 2.0 / 95
+
+    def volume(m):
+        tri = m.vertices[m.faces].astype(np.float64)
+        return np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum() / 6.0
+
+    assert volume(light) == pytest.approx(volume(full), rel=0.02)
+    assert light.vertex_colors.shape == light.vertices.shape
+
+
 def test_soft_field_gets_a_level_that_matches_the_rendered_opacity():
     # Peak density 12 is below the alpha-0.5 level for a voxel step (~16), so that fixed rule
     # would give an empty mesh -- yet the blob renders nearly opaque through its middle.

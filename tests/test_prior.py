@@ -1,6 +1,7 @@
 """The bundled prior's model code: build, save, load, encode, sample (tiny random priors)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -62,7 +63,7 @@ def test_save_load_round_trip_is_identical(tiny_prior, tmp_path):
         assert torch.equal(e1, e2)
         assert torch.equal(tiny_prior.predict_noise(x, t, e1), loaded.predict_noise(x, t, e2))
     assert loaded.scheduler.config.num_train_timesteps == 1000
-    assert loaded.scheduler.config.prediction_type == "epsilon"
+    assert loaded.scheduler.config.prediction_type == "v_prediction"
     assert not any(p.requires_grad for p in loaded.parameters())
 
 
@@ -92,3 +93,49 @@ def test_ddim_sampling_runs_on_a_tiny_prior(tiny_prior, tmp_path):
     assert torch.equal(imgs, again)
     out = write_sample_grid(tiny_prior, ["a pill"], tmp_path / "grid.png", steps=2, per_prompt=2)
     assert out.shape == (2, 64, 64, 3) and (tmp_path / "grid.png").stat().st_size > 0
+
+
+def _oracle_output(prior, target: torch.Tensor):
+    """A stand-in UNet output that knows the clean image: eps or v exactly consistent with x0 = target."""
+
+    def output(noisy, t, embeddings):
+        ab = prior.scheduler.alphas_cumprod[t.long()].reshape(-1, 1, 1, 1).to(noisy.dtype)
+        eps = (noisy - ab.sqrt() * target) / (1 - ab).sqrt()
+        return ab.sqrt() * eps - (1 - ab).sqrt() * target if prior.predicts_v else eps
+
+    return output
+
+
+@pytest.mark.parametrize("v_prediction", [True, False])
+def test_ddim_sampling_lands_on_what_the_model_predicts(v_prediction):
+    """With an oracle UNet, DDIM must end on its clean image, from the first (zero-SNR for v) step on."""
+    from dream3d.priors.sample import ddim_sample
+
+    prior = build_prior(dataclasses.replace(PriorConfig.tiny(), v_prediction=v_prediction), seed=0)
+    target = torch.rand(1, 3, 64, 64) * 1.6 - 0.8
+    prior.predict_model_output = _oracle_output(prior, target)
+    imgs = ddim_sample(prior, ["a red ball"], steps=4, guidance_scale=5.0, generator=torch.Generator().manual_seed(0))
+    expected = ((target + 1) / 2).permute(0, 2, 3, 1)
+    assert torch.allclose(imgs, expected, atol=1e-3)
+
+
+def test_v_prior_reports_epsilon_to_guidance():
+    """Score distillation reads eps: a v-prediction UNet's output must come back as the true noise."""
+    prior = build_prior(PriorConfig.tiny(), seed=0)
+    assert prior.predicts_v and float(prior.scheduler.alphas_cumprod[-1]) == 0.0  # zero terminal SNR
+    x0, noise = torch.rand(3, 3, 64, 64) * 2 - 1, torch.randn(3, 3, 64, 64)
+    t = torch.tensor([20, 500, 990])
+    x_t = prior.scheduler.add_noise(x0, noise, t)
+    prior.predict_model_output = _oracle_output(prior, x0)
+    assert torch.allclose(prior.predict_noise(x_t, t, torch.zeros(3, 1, 1)), noise, atol=1e-3)
+
+
+def test_epsilon_priors_of_earlier_releases_still_load(tmp_path):
+    old = build_prior(dataclasses.replace(PriorConfig.tiny(), v_prediction=False), seed=0).eval()
+    save_bundled_prior(old, tmp_path / "old")
+    loaded = load_bundled_prior(tmp_path / "old")
+    assert not loaded.predicts_v
+    x, t = torch.randn(1, 3, 64, 64), torch.tensor([300])
+    with torch.no_grad():
+        e = old.encode_prompts(["a cube"])
+        assert torch.allclose(old.predict_noise(x, t, e), loaded.predict_noise(x, t, e), atol=1e-5)

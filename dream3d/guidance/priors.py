@@ -350,7 +350,8 @@ class DeepFloydIFPrior(DiffusionPrior):
 
 
 class BundledPrimitivesPrior(DiffusionPrior):
-    """The bundled primitives-world prior (dream3d.priors.model): pixel space, epsilon prediction."""
+    """The bundled primitives-world prior (dream3d.priors.model): pixel space; a v-prediction UNet's output
+    is handed on as epsilon (`BundledPrior.predict_noise` converts it)."""
 
     kind = PriorKind.PRIMITIVES
 

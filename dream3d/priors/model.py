@@ -6,7 +6,7 @@ small enough to train on a 2-core CPU in about an hour and to guide score distil
 
 Pieces (a diffusers-style folder, so the guidance code loads it like an SD or IF folder):
   model_index.json   {"_class_name": "PrimitivesPriorPipeline", ...}
-  unet/              diffusers UNet2DConditionModel (epsilon prediction, NCHW in [-1, 1])
+  unet/              diffusers UNet2DConditionModel (v or epsilon prediction, NCHW in [-1, 1])
   scheduler/         diffusers DDPMScheduler (1000 steps)
   text_encoder/      config.json + model.safetensors of `WordTextEncoder`
   tokenizer/         vocab.json + tokenizer_config.json of `WordTokenizer`
@@ -92,6 +92,14 @@ class PriorConfig:
     embedding (diffusers' class_embed_type="projection"). Cross-attention alone left the caption
     unused after ~1000 CPU training steps (denoising error identical for the right, a wrong and
     the empty caption); a global embedding at every ResNet block is picked up much sooner."""
+    v_prediction: bool = True
+    """Predict v = sqrt(ab) eps - sqrt(1 - ab) x0 on a zero-terminal-SNR schedule, and sample
+    from t = T-1 ("trailing" spacing), as Lin et al. 2023 ("Common diffusion noise schedules and
+    sample steps are flawed") prescribe. With epsilon prediction the 64x64 prior read the
+    colour and layout of an image from the noise itself at the noisiest training step it saw
+    (at t=957 a 64x64 image's mean is still visible under the noise), so DDIM samples took their
+    colours from the starting noise and ignored the caption. False: the epsilon schedule of the
+    first releases (still loadable)."""
 
     @staticmethod
     def tiny() -> "PriorConfig":
@@ -233,13 +241,33 @@ class BundledPrior(nn.Module):
         ids = self.tokenizer(list(prompts)).to(self.device)
         return self.text_encoder(ids).to(self.dtype)
 
-    def predict_noise(self, noisy: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
-        """noisy: [B, 3, H, W] in the [-1, 1] scale; t: [B] or []; embeddings: [B, L, D] -> eps [B, 3, H, W]."""
+    @property
+    def predicts_v(self) -> bool:
+        """True when the UNet outputs v (the scheduler's prediction_type is "v_prediction")."""
+        return self.scheduler.config.prediction_type == "v_prediction"
+
+    def predict_model_output(self, noisy: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
+        """The UNet's own output (eps or v, see `predicts_v`): what training regresses and DDIM steps with.
+        noisy: [B, 3, H, W] in the [-1, 1] scale; t: [B] or []; embeddings: [B, L, D] -> [B, 3, H, W]."""
         pooled = embeddings[:, 0] if self.unet.config.class_embed_type == "projection" else None  # [B, D]: [BOS]
         return self.unet(noisy, t, encoder_hidden_states=embeddings, class_labels=pooled).sample
 
+    def predict_noise(self, noisy: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
+        """noisy: [B, 3, H, W] in the [-1, 1] scale; t: [B] or []; embeddings: [B, L, D] -> eps [B, 3, H, W].
+        A v-prediction UNet's output is converted: eps = sqrt(ab_t) v + sqrt(1 - ab_t) x_t."""
+        out = self.predict_model_output(noisy, t, embeddings)
+        if not self.predicts_v:
+            return out
+        return v_to_epsilon(out, noisy, self.scheduler.alphas_cumprod.to(out.device)[t.to(out.device).long()])
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def v_to_epsilon(v: Tensor, noisy: Tensor, alpha_bar: Tensor) -> Tensor:
+    """eps = sqrt(ab) v + sqrt(1 - ab) x_t. v, noisy: [B, C, H, W]; alpha_bar: [B] or []."""
+    ab = alpha_bar.to(v.dtype).reshape(-1, 1, 1, 1)
+    return ab.sqrt() * v + (1.0 - ab).sqrt() * noisy
 
 
 def _unet_from_config(config: PriorConfig) -> UNet2DConditionModel:
@@ -271,7 +299,9 @@ def build_prior(config: PriorConfig = PriorConfig(), seed: int | None = None) ->
     scheduler = DDPMScheduler(
         num_train_timesteps=config.num_train_timesteps,
         beta_schedule="squaredcos_cap_v2",
-        prediction_type="epsilon",
+        prediction_type="v_prediction" if config.v_prediction else "epsilon",
+        rescale_betas_zero_snr=config.v_prediction,
+        timestep_spacing="trailing" if config.v_prediction else "leading",
         clip_sample=True,
         clip_sample_range=1.0,
     )
@@ -290,7 +320,7 @@ def _write_prior(prior: BundledPrior, folder: Path, half: bool) -> None:
         "text_encoder": ["dream3d.priors.model", "WordTextEncoder"],
         "tokenizer": ["dream3d.priors.model", "WordTokenizer"],
         "image_size": prior.image_size,
-        "pixel_layout": "NCHW in [-1, 1], sRGB, epsilon prediction",
+        "pixel_layout": f"NCHW in [-1, 1], sRGB, {prior.scheduler.config.prediction_type} prediction",
     }
     (folder / "model_index.json").write_text(json.dumps(index, indent=1))
     unet = prior.unet

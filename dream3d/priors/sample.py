@@ -18,9 +18,11 @@ def ddim_sample(prior: BundledPrior, prompts: list[str], steps: int = 50, guidan
     """One image per prompt: [B, H, W, 3] in [0, 1].
 
     1. Encode the prompts and the empty prompt. 2. Start from Gaussian noise. 3. For each DDIM
-    step, predict noise for both (one batch of 2B), mix them with `guidance_scale`, and with
-    `classifier_scale` > 0 (and a prior with a classifier) subtract scale * sigma_t * grad log
-    p(object, colour | x_t) (classifier guidance), then step.
+    step, run the UNet on both (one batch of 2B), mix its outputs (eps or v: the mix is linear,
+    so the same in either) with `guidance_scale`, and with `classifier_scale` > 0 (and a prior
+    with a classifier) subtract scale * sigma_t * grad log p(object, colour | x_t) from eps
+    (classifier guidance; skipped at the zero-SNR step, where x_t holds no image), then step.
+    The DDIM scheduler inherits the prior's prediction type, schedule and timestep spacing.
     """
     from dream3d.priors.classifier import classifier_score, labels_for_prompt
 
@@ -34,13 +36,15 @@ def ddim_sample(prior: BundledPrior, prompts: list[str], steps: int = 50, guidan
     emb = torch.cat([uncond, cond])  # [2B, L, D]
     x = torch.randn(B, 3, S, S, generator=generator).to(device=prior.device, dtype=prior.dtype)
     for t in scheduler.timesteps:
-        eps = prior.predict_noise(torch.cat([x, x]), t.expand(2 * B).to(prior.device), emb)
-        eps_u, eps_c = eps.chunk(2)
-        guided = eps_u + guidance_scale * (eps_c - eps_u)
-        if use_classifier:
-            sigma = (1.0 - scheduler.alphas_cumprod[int(t)]).sqrt()
+        out = prior.predict_model_output(torch.cat([x, x]), t.expand(2 * B).to(prior.device), emb)
+        out_u, out_c = out.chunk(2)
+        guided = out_u + guidance_scale * (out_c - out_u)
+        alpha_bar = scheduler.alphas_cumprod[int(t)]
+        if use_classifier and alpha_bar > 1e-4:
             tt = t.expand(B).to(prior.device)
-            guided = guided - classifier_scale * sigma * classifier_score(prior.classifier, x.float(), tt, labels).to(guided.dtype)
+            # d eps = -scale * sigma * grad; at fixed x_t, v moves by d eps / sqrt(ab).
+            shift = classifier_scale * (1.0 - alpha_bar).sqrt() * classifier_score(prior.classifier, x.float(), tt, labels)
+            guided = guided - (shift / alpha_bar.sqrt() if prior.predicts_v else shift).to(guided.dtype)
         x = scheduler.step(guided, t, x).prev_sample
     return ((x.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu()
 
