@@ -340,12 +340,16 @@ def remove_floaters(vertices: np.ndarray, faces: np.ndarray, keep_area_fraction:
     n_keep = int(np.searchsorted(cumulative, keep_area_fraction * total - 1e-12) + 1)
     keep = np.zeros(comp_area.shape[0], bool)
     keep[order[:n_keep]] = True
-    kept_faces = faces[keep[labels]]
-    used = np.unique(kept_faces)
+    removed = float(1.0 - comp_area[keep].sum() / total) if total > 0 else 0.0
+    return (*drop_unused_vertices(vertices, faces[keep[labels]]), removed)
+
+
+def drop_unused_vertices(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices [V, 3] and faces [F, 3] -> only the vertices `faces` uses, faces [F, 3] int64 renumbered."""
+    used = np.unique(faces)
     remap = np.full(vertices.shape[0], -1, np.int64)
     remap[used] = np.arange(used.size)
-    removed = float(1.0 - comp_area[keep].sum() / total) if total > 0 else 0.0
-    return vertices[used], remap[kept_faces], removed
+    return vertices[used], remap[faces]
 
 
 def boundary_edge_fraction(faces: np.ndarray) -> float:
@@ -392,10 +396,7 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tuple[n
     )
     f = np.asarray(f, np.int64)
     f = f[(f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 2] != f[:, 0])]  # drop collapsed slivers
-    used = np.unique(f)
-    remap = np.full(len(v), -1, np.int64)
-    remap[used] = np.arange(used.size)
-    return np.asarray(v, np.float32)[used], remap[f]
+    return drop_unused_vertices(np.asarray(v, np.float32), f)
 
 
 def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:

@@ -93,6 +93,8 @@ def main(argv=None) -> int:
         log_file.flush()
 
     log(f"args {vars(args)}")
+    if args.high_noise_weight > 0 and PriorConfig().v_prediction:
+        raise SystemExit("--high-noise-weight weights epsilon MSE; v prediction's loss already weighs x0 error at high noise")
     config = PriorConfig()
     prior = build_prior(config, seed=args.seed)
     if args.init_from:
@@ -150,7 +152,7 @@ def main(argv=None) -> int:
         target = sched.get_velocity(x0, noise, t) if prior.predicts_v else noise
         if args.min_snr > 0:  # min-SNR-gamma: min(snr, g)/snr for epsilon, min(snr, g)/(snr + 1) for v
             weight = (snr[t].clamp(max=args.min_snr) / (snr[t] + 1 if prior.predicts_v else snr[t])).view(-1)
-        elif args.high_noise_weight > 0 and not prior.predicts_v:  # v's loss already weighs x0 error at high noise
+        elif args.high_noise_weight > 0:
             weight = (1.0 / snr[t]).clamp(min=1.0, max=args.high_noise_weight).view(-1)
         else:
             weight = torch.ones(args.batch_size)
