@@ -40,12 +40,8 @@ def parse_args(argv=None):
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--min-snr", type=float, default=0.0,
-                    help="min-SNR-gamma loss weighting (0: plain epsilon MSE). It starves low-noise steps "
-                         "of gradient, which a run this short cannot afford")
-    ap.add_argument("--high-noise-weight", type=float, default=0.0,
-                    help="weight the epsilon MSE by clamp(1/SNR, 1, this) (0: off). 1/SNR turns epsilon error "
-                         "into x0 error, where the caption matters (at high noise the image says little); plain "
-                         "epsilon MSE left the caption unused for the first ~1500 CPU steps")
+                    help="min-SNR-gamma loss weighting, min(SNR, gamma) / (SNR + 1) on the v MSE (0: plain v "
+                         "MSE). It starves low-noise steps of gradient, which a run this short cannot afford")
     ap.add_argument("--warmup-steps", type=int, default=200, help="linear learning-rate warm-up")
     ap.add_argument("--ema-decay", type=float, default=0.999)
     ap.add_argument("--cond-drop", type=float, default=0.1, help="share of captions replaced by ''")
@@ -93,9 +89,9 @@ def main(argv=None) -> int:
         log_file.flush()
 
     log(f"args {vars(args)}")
-    if args.high_noise_weight > 0 and PriorConfig().v_prediction:
-        raise SystemExit("--high-noise-weight weights epsilon MSE; v prediction's loss already weighs x0 error at high noise")
     config = PriorConfig()
+    if not config.v_prediction:
+        raise SystemExit("this script trains v prediction only (PriorConfig.v_prediction says why)")
     prior = build_prior(config, seed=args.seed)
     if args.init_from:
         from dream3d.priors.model import load_bundled_prior
@@ -149,11 +145,9 @@ def main(argv=None) -> int:
             gparam["lr"] = args.lr * warm
         emb = prior.encode_prompts(prompts)
         pred = prior.predict_model_output(xt, t, emb)
-        target = sched.get_velocity(x0, noise, t) if prior.predicts_v else noise
-        if args.min_snr > 0:  # min-SNR-gamma: min(snr, g)/snr for epsilon, min(snr, g)/(snr + 1) for v
-            weight = (snr[t].clamp(max=args.min_snr) / (snr[t] + 1 if prior.predicts_v else snr[t])).view(-1)
-        elif args.high_noise_weight > 0:
-            weight = (1.0 / snr[t]).clamp(min=1.0, max=args.high_noise_weight).view(-1)
+        target = sched.get_velocity(x0, noise, t)
+        if args.min_snr > 0:  # min-SNR-gamma for v prediction
+            weight = (snr[t].clamp(max=args.min_snr) / (snr[t] + 1)).view(-1)
         else:
             weight = torch.ones(args.batch_size)
         loss = (F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3)) * weight).mean()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -50,6 +51,65 @@ def accuracy_by_band(model, images, labels, alphas, bands, generator) -> dict[st
     return out
 
 
+def fit_classifier(images: torch.Tensor, labels: torch.Tensor, alphas: torch.Tensor | None, batch_size: int,
+                   lr: float, generator: torch.Generator, log, max_steps: int | None = None,
+                   max_seconds: float | None = None) -> tuple[NoisyImageClassifier, int]:
+    """Cross-entropy on (object, colour) until max_steps or max_seconds, whichever comes first.
+
+    images: uint8 [N, 3, H, W]; labels: [N, 2] (object index, colour index). alphas: the
+    prior's alpha_bar [T], each sample noised to a uniform t; None trains on clean images (t = 0).
+    Random horizontal flips; lr: 50 warm-up steps, then linear decay to 5 % of it by the end.
+    Returns the model (eval mode) and the number of steps taken."""
+    if max_steps is None and max_seconds is None:
+        raise ValueError("give max_steps or max_seconds")
+    T = alphas.shape[0] if alphas is not None else ClassifierConfig().num_train_timesteps
+    model = NoisyImageClassifier(ClassifierConfig(num_train_timesteps=T))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    start, step = time.time(), 0
+
+    def progress() -> float:
+        by_steps = step / max_steps if max_steps is not None else 0.0
+        by_time = (time.time() - start) / max_seconds if max_seconds is not None else 0.0
+        return max(by_steps, by_time)
+
+    while progress() < 1.0:
+        idx = torch.randint(0, images.shape[0], (batch_size,), generator=generator)
+        x0 = images[idx].float() / 127.5 - 1.0  # [B, 3, H, W]
+        flip = torch.rand(batch_size, generator=generator) < 0.5
+        x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+        if alphas is None:
+            t, x_t = torch.zeros(batch_size, dtype=torch.long), x0
+        else:
+            t = torch.randint(0, T, (batch_size,), generator=generator)
+            ab = alphas[t].view(-1, 1, 1, 1)
+            x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * torch.randn(x0.shape, generator=generator)
+        obj, col = model(x_t, t)
+        loss = F.cross_entropy(obj, labels[idx, 0]) + F.cross_entropy(col, labels[idx, 1])
+        step_lr = lr * min(1.0, (step + 1) / 50) * max(0.05, 1 - progress())
+        for group in opt.param_groups:
+            group["lr"] = step_lr
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 100 == 0:
+            log(f"step {step} loss {loss.item():.3f} lr {step_lr:.2e}")
+    return model.eval().requires_grad_(False), step
+
+
+def save_classifier(model: NoisyImageClassifier, folder: Path, metrics: dict) -> None:
+    """Write model + metrics.json to a temporary sibling folder, then swap it in for `folder`,
+    so an interrupted save never leaves a half-written classifier where a reader looks."""
+    tmp = folder.parent / f".{folder.name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save(tmp)
+    write_text_atomic(tmp / "metrics.json", json.dumps(metrics, indent=1))
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prior", default="assets/primitives-prior", help="prior folder to add classifier/ to")
@@ -75,44 +135,15 @@ def main(argv=None) -> int:
     held_images, held_meta = render_pool(2, args.seed + 1000, log)
     labels, held_labels = labels_of(meta), labels_of(held_meta)
     # 2. Train.
-    model = NoisyImageClassifier(ClassifierConfig(num_train_timesteps=T))
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    g = torch.Generator().manual_seed(args.seed)
-    step, budget = 0, args.minutes * 60
-    while time.time() - start < budget:
-        idx = torch.randint(0, images.shape[0], (args.batch_size,), generator=g)
-        x0 = images[idx].float() / 127.5 - 1.0  # [B, 3, 64, 64]
-        flip = torch.rand(args.batch_size, generator=g) < 0.5
-        x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-        t = torch.randint(0, T, (args.batch_size,), generator=g)
-        ab = alphas[t].view(-1, 1, 1, 1)
-        x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * torch.randn(x0.shape, generator=g)
-        obj, col = model(x_t, t)
-        loss = F.cross_entropy(obj, labels[idx, 0]) + F.cross_entropy(col, labels[idx, 1])
-        lr = args.lr * min(1.0, (step + 1) / 50) * max(0.05, 1 - (time.time() - start) / budget)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        if step % 100 == 0:
-            log(f"step {step} loss {loss.item():.3f} lr {lr:.2e}")
+    model, step = fit_classifier(images, labels, alphas, args.batch_size, args.lr, torch.Generator().manual_seed(args.seed),
+                                 log, max_seconds=args.minutes * 60 - (time.time() - start))
     # 3. Held-out accuracy and save.
-    model.eval()
     bands = [(0, 250), (250, 500), (500, 750), (750, 900), (900, T)]
     figures = accuracy_by_band(model, held_images, held_labels, alphas, bands, torch.Generator().manual_seed(1))
     log(f"held-out accuracy by t: {json.dumps(figures)}")
     folder = Path(args.prior) / "classifier"
-    tmp = Path(args.prior) / ".classifier.tmp"
-    model.save(tmp)
-    write_text_atomic(tmp / "metrics.json", json.dumps({"steps": step, "seconds": round(time.time() - start, 1),
-                                                         "args": vars(args), "held_out_accuracy": figures}, indent=1))
-    if folder.exists():
-        import shutil
-
-        shutil.rmtree(folder)
-    tmp.rename(folder)
+    save_classifier(model, folder, {"steps": step, "seconds": round(time.time() - start, 1), "args": vars(args),
+                                    "held_out_accuracy": figures})
     log(f"saved {folder} after {step} steps")
     return 0
 
