@@ -269,16 +269,26 @@ def finish_run(folder: RunFolder, config: RunConfig, field, occupancy) -> list[P
     return files
 
 
+SAMPLE_GUIDANCE = 5.0
+"""`dream3d sample`'s default classifier-free guidance (scripts/eval_prior.py measures the prior
+with it). Not the SDS defaults: CFG 30 suits score distillation, not 2D sampling."""
+
+
 def sample_prior(prompt: str, out: str | Path, prior: str | None = None, num: int = 8, seed: int = 0,
-                 steps: int = 50, guidance: float | None = None, device: str | None = None) -> Path:
-    """A grid of 2D DDIM samples of the bundled prior for `prompt` (what the prior knows)."""
+                 steps: int = 50, guidance: float | None = None, device: str | None = None,
+                 classifier_scale: float = 0.0) -> Path:
+    """A grid of 2D DDIM samples of the bundled prior for `prompt` (what the prior knows).
+
+    classifier_scale > 0 adds the prior's noise-aware classifier's guidance. Off by default: on
+    the v-prediction prior it breaks samples up (`a red ball` comes out as green fragments)."""
     from dream3d.guidance.loading import PriorKind
-    from dream3d.guidance.sds import default_sds_config
     from dream3d.priors.sample import write_sample_grid
 
     prompt = check_prompt(prompt)
     if num < 1 or steps < 1:
         raise UsageError("-n/--num and --steps must be >= 1")
+    if classifier_scale < 0:
+        raise UsageError("--classifier-scale must be >= 0")
     torch_device = resolve_device(device or "auto")
     loaded = _load_prior(prior, torch_device)
     if loaded.kind is not PriorKind.PRIMITIVES:
@@ -286,11 +296,9 @@ def sample_prior(prompt: str, out: str | Path, prior: str | None = None, num: in
     warn_if_outside_world(prompt, loaded)
     out = Path(out)
     ensure_writable_folder(out.expanduser().resolve().parent)
-    # The bundled prior's SDS defaults (classifier guidance, see default_sds_config) sample well too.
-    sds = default_sds_config(loaded.kind)
     write_sample_grid(loaded.prior, [prompt], out, seed=seed, steps=steps, per_prompt=num,
-                      guidance_scale=sds.guidance_scale if guidance is None else guidance,
-                      classifier_scale=sds.classifier_scale)
+                      guidance_scale=SAMPLE_GUIDANCE if guidance is None else guidance,
+                      classifier_scale=classifier_scale)
     return out
 
 

@@ -82,7 +82,9 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     sample.add_argument("-n", "--num", type=int, default=8, help="number of samples")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--steps", type=int, default=50, help="DDIM steps")
-    sample.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    sample.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default 5)")
+    sample.add_argument("--classifier-scale", type=float, default=0.0,
+                        help="add the prior's noise-aware classifier guidance at this scale (default off)")
     _add_common(sample)
     parsers["sample"] = sample
     return parsers
@@ -129,7 +131,8 @@ def _dispatch(argv: list[str]) -> int:
             print(path)
     elif command == "sample":
         print(api.sample_prior(args.prompt, args.out, prior=args.prior, num=args.num, seed=args.seed,
-                               steps=args.steps, guidance=args.guidance, device=args.device))
+                               steps=args.steps, guidance=args.guidance, device=args.device,
+                               classifier_scale=args.classifier_scale))
     return 0
 
 

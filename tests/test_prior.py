@@ -139,3 +139,31 @@ def test_epsilon_priors_of_earlier_releases_still_load(tmp_path):
     with torch.no_grad():
         e = old.encode_prompts(["a cube"])
         assert torch.allclose(old.predict_noise(x, t, e), loaded.predict_noise(x, t, e), atol=1e-5)
+
+
+@pytest.mark.skipif(not is_bundled_prior_folder(DEFAULT_PRIOR_DIR), reason="no committed prior weights yet")
+@pytest.mark.parametrize("prompt,colour", [("a red ball", "red"), ("a blue cube", "blue")])
+def test_dream3d_sample_draws_the_colour_it_is_asked_for(tmp_path, prompt, colour):
+    """`dream3d sample` on the bundled prior: most samples' object pixels have the asked colour's hue."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    from dream3d.cli import main
+    from dream3d.priors.world import COLOURS
+
+    out = tmp_path / "grid.png"
+    assert main(["sample", prompt, "-n", "4", "--steps", "12", "--out", str(out), "--device", "cpu"]) == 0
+    grid = iio.imread(out).astype(np.float32) / 255.0  # [2 * 64, 4 * 2 * 64, 3] (drawn at scale 2)
+    size = grid.shape[0]
+    def chroma(rgb):  # shading darkens an object but keeps its channel proportions
+        return rgb / max(float(rgb.sum()), 1e-6)
+
+    palette = {name: chroma(np.array(c.srgb, dtype=np.float32)) for name, c in COLOURS.items()}
+    nearest = []
+    for k in range(grid.shape[1] // size):
+        img = grid[:, k * size:(k + 1) * size]
+        border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
+        mask = np.abs(img - np.median(border, axis=0)).max(axis=-1) > 0.12  # object pixels
+        mean = img[mask].mean(axis=0) if mask.sum() > 20 else np.median(border, axis=0)
+        nearest.append(min(palette, key=lambda name: float(((palette[name] - chroma(mean)) ** 2).sum())))
+    assert nearest.count(colour) >= 3, nearest
