@@ -33,6 +33,7 @@ from avatars.diffusion import (
     TrainingBatch,
     count_parameters,
     load_model,
+    load_weights,
     plane_stats,
     save_model,
     training_loss,
@@ -126,11 +127,18 @@ def main(argv: list[str] | None = None) -> int:
     ema = copy.deepcopy(model).eval()  # the model file holds the average (or, from older runs, the raw weights)
     for param in ema.parameters():
         param.requires_grad_(False)
+    warmup_from = 0  # the step the learning-rate warmup counts from
     if resume:
         state = torch.load(state_path, weights_only=False)
         if "raw_model" in state:
-            model.load_state_dict(state["raw_model"])
-        optimizer.load_state_dict(state["optimizer"])
+            load_weights(model, state["raw_model"])
+        saved_params = sum(len(g["params"]) for g in state["optimizer"]["param_groups"])
+        if saved_params == len(list(model.parameters())):
+            optimizer.load_state_dict(state["optimizer"])
+        else:  # the model gained parameters (the attribute head): fresh moments, warm up again
+            warmup_from = state["step"]
+            log(f"optimizer state is for {saved_params} tensors, the model has {len(list(model.parameters()))}: "
+                "starting a fresh optimizer with a new warmup")
         gen.set_state(state["generator"])
         step = state["step"]
     alphas_cumprod = model.ddpm_scheduler().alphas_cumprod
@@ -151,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
     seconds, steps_timed = 0.0, 0
     sums: dict[str, float] = {}
+    steps_since_log = 0
     model.train()
     while step < train.steps:
         t = time.perf_counter()
@@ -165,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         # 4. Loss, backward, clipped AdamW step with linear warmup.
         for group in optimizer.param_groups:
-            group["lr"] = train.lr * min(1.0, (step + 1) / max(train.warmup_steps, 1))
+            group["lr"] = train.lr * min(1.0, (step - warmup_from + 1) / max(train.warmup_steps, 1))
         loss, parts = training_loss(model, batch, gen, alphas_cumprod)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -182,14 +191,14 @@ def main(argv: list[str] | None = None) -> int:
         # 6. Progress: means over the steps since the last line.
         for name, value in {"loss": loss.item(), **parts, "grad_norm": grad_norm}.items():
             sums[name] = sums.get(name, 0.0) + value
+        steps_since_log += 1
         if step % train.log_every == 0 or step == train.steps:
-            n = train.log_every if step % train.log_every == 0 else step % train.log_every
-            means = {k: v / n for k, v in sums.items()}
-            sums = {}
+            means = {k: v / steps_since_log for k, v in sums.items()}
+            sums, steps_since_log = {}, 0
             metrics_file.write(json.dumps({"step": step, **{k: round(v, 6) for k, v in means.items()},
                                            "s_per_step": round(seconds / steps_timed, 4)}) + "\n")
             log(f"step {step:6d}  loss {means['loss']:.4f}  base {means['base']:.4f}  upsampler {means['upsampler']:.4f}"
-                f"  align {means['align']:.4f}  grad {means['grad_norm']:.2f}  {seconds / steps_timed:.3f}s/step")
+                f"  align {means['align']:.4f}  attributes {means['attributes']:.3f}  grad {means['grad_norm']:.2f}  {seconds / steps_timed:.3f}s/step")
         # 7. Checkpoints (atomic), and the last one.
         if step % train.checkpoint_every == 0 or step == train.steps:
             checkpoint()

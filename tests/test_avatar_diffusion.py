@@ -113,6 +113,46 @@ def test_training_loss_decreases():
     assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3, losses
 
 
+def test_attribute_loss_makes_the_condition_tell_hair_colours_apart():
+    """Captions that differ only in a small attribute must get distinct conditions: the read-out
+    loss pulls them apart, and its head then names the colour each caption asks for."""
+    from avatars.diffusion import attribute_loss, attribute_targets
+
+    targets = attribute_targets(["a young man with short black hair", "a young woman", "no attributes here"])
+    assert (targets["presentation"] >= 0).tolist() == [True, True, False]
+    assert (targets["hair_colour"] >= 0).tolist() == [True, False, False]
+    model = tiny_model(synthetic_planes())
+    colours = ["black", "blonde", "red", "gray"]
+    prompts = [f"a young man with short {c} hair" for c in colours]
+    optimizer = torch.optim.Adam([*model.text_encoder.parameters(), *model.attribute_head.parameters()], lr=3e-3)
+    for _ in range(60):
+        loss = attribute_loss(model, model.encode_text(prompts), prompts)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        read = model.attribute_logits(model.encode_text(prompts))["hair_colour"].argmax(-1)
+    assert read.tolist() == attribute_targets(prompts)["hair_colour"].tolist()
+
+
+def test_weights_saved_before_the_attribute_head_still_load(tmp_path):
+    planes = synthetic_planes()
+    model = tiny_model(planes).eval()
+    save_model(tmp_path, model, make_decoder(AvatarTriplaneConfig(channels=4, resolution=8)),
+               AvatarTriplaneConfig(channels=4, resolution=8))
+    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+
+    path = tmp_path / "model.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    tensors = {k: v for k, v in load_file(str(path)).items() if not k.startswith("model.attribute_head.")}
+    save_file(tensors, str(path), metadata=meta)
+    loaded, _, _, _ = load_model(tmp_path)
+    cond = model.encode_text([PROMPTS[0]])
+    assert torch.allclose(loaded.encode_text([PROMPTS[0]]), cond)
+
+
 def test_sampling_shape_seed_and_editing():
     planes = synthetic_planes()
     model = tiny_model(planes)
