@@ -7,7 +7,8 @@ attribute named) and a short one (about half of them named) -> generate (seed i)
 three attribute views of the generated tri-plane -> classify -> compare with what the prompt
 names; (3) portraits: frontal engine portraits of held-out avatars (seeds PORTRAIT_SEED + i,
 never in the dataset) -> generate -> classify -> compare with the avatar's attributes;
-(4) diversity: the same prompts with another seed, as the mean absolute pixel difference of the
+(4) condition separation: how far the text condition moves when a caption changes one
+attribute, against two unrelated captions; diversity: the same prompts with another seed, as the mean absolute pixel difference of the
 attribute views, against the same figure for avatars of different prompts, and how often the
 two seeds agree on each attribute; editing: short prompts that name no hat + ", wearing a
 cap" from the same noise (is there a cap now, and are the other attributes kept?); (5) the real CLI once, with its timing split.
@@ -80,6 +81,25 @@ def table(rows: dict[str, dict[str, float]]) -> str:
     for label, acc in rows.items():
         lines.append(f"| {label} | " + " | ".join(f"{acc[n]:.2f}" if n in acc else "-" for n in names) + " |")
     return "\n".join(lines)
+
+
+@torch.no_grad()
+def condition_separation(model, attrs: list) -> dict[str, float]:
+    """How far the text condition moves when a caption changes one attribute, as a share of how
+    far it moves between the captions of two unrelated avatars (1: as much as a new avatar;
+    near 0: the denoiser cannot tell the two captions apart). Per evaluated attribute."""
+    seeds = [EVAL_SEED + i for i in range(len(attrs))]
+    base = model.encode_text([describe(a, torch.Generator().manual_seed(s)) for a, s in zip(attrs, seeds)])
+    unrelated = float((base - base.roll(1, 0)).norm(dim=-1).mean())
+    result = {}
+    for name in EVALUATED_ATTRIBUTES:
+        changed = []
+        for a in attrs:
+            members = list(type(getattr(a, name)))
+            changed.append(a.replace(**{name: members[(members.index(getattr(a, name)) + 1) % len(members)]}))
+        other = model.encode_text([describe(a, torch.Generator().manual_seed(s)) for a, s in zip(changed, seeds)])
+        result[name] = round(float((other - base).norm(dim=-1).mean()) / max(unrelated, 1e-8), 3)
+    return result
 
 
 def cli_timing(model_dir: Path, prompt: str) -> dict:
@@ -166,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                                          "cap_after_edit": round(sum(e["hat"] is Hat.CAP for e in after) / len(chosen), 3),
                                          "cap_before_edit": round(sum(b["hat"] is Hat.CAP for b in before) / len(chosen), 3),
                                          "other_attributes_kept": round(sum(kept) / len(kept), 3)}
+    report["condition_separation"] = condition_separation(model, attrs)
     report["accuracy"] = {label: {k_: round(v, 4) for k_, v in acc.items()} for label, acc in rows.items()}
     report["generate_and_render_s_per_avatar_batched"] = round(seconds, 2)
 
