@@ -350,14 +350,17 @@ def test_sds_with_the_bundled_prior_turns_a_grey_image_red():
     logits = torch.zeros(1, 64, 64, 3, requires_grad=True)
     optimizer = torch.optim.Adam([logits], lr=0.05)
     generator = torch.Generator().manual_seed(0)
-    steps = 80  # the object covers about a third of the image: its redness shows in the mean after ~60 steps
+    steps = 80
     for step in range(steps):
         out = score_distillation(prior, torch.sigmoid(logits), condition, step, steps, config, generator)
         optimizer.zero_grad()
         out.loss.backward()
         optimizer.step()
     image = torch.sigmoid(logits).detach()
-    assert redness(image) > 0.05, f"mean colour {image.mean(dim=(0, 1, 2)).tolist()} did not turn red"
+    # The ball forms in the middle; the background takes whatever solid colour the prior drifts to
+    # (its training backgrounds are random), so only the centre is judged.
+    centre = image[:, 24:40, 24:40]
+    assert redness(centre) > 0.2, f"centre colour {centre.mean(dim=(0, 1, 2)).tolist()} did not turn red"
 
 
 def test_no_spec_means_the_bundled_prior_folder(tmp_path, monkeypatch):
