@@ -133,11 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         if "raw_model" in state:
             load_weights(model, state["raw_model"])
         saved_params = sum(len(g["params"]) for g in state["optimizer"]["param_groups"])
-        if saved_params == len(list(model.parameters())):
+        model_params = len(list(model.parameters()))
+        if saved_params == model_params:
             optimizer.load_state_dict(state["optimizer"])
         else:  # the model gained parameters (the attribute head): fresh moments, warm up again
             warmup_from = state["step"]
-            log(f"optimizer state is for {saved_params} tensors, the model has {len(list(model.parameters()))}: "
+            log(f"optimizer state is for {saved_params} tensors, the model has {model_params}: "
                 "starting a fresh optimizer with a new warmup")
         gen.set_state(state["generator"])
         step = state["step"]

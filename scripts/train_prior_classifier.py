@@ -51,41 +51,29 @@ def accuracy_by_band(model, images, labels, alphas, bands, generator) -> dict[st
     return out
 
 
-def fit_classifier(images: torch.Tensor, labels: torch.Tensor, alphas: torch.Tensor | None, batch_size: int,
-                   lr: float, generator: torch.Generator, log, max_steps: int | None = None,
-                   max_seconds: float | None = None) -> tuple[NoisyImageClassifier, int]:
-    """Cross-entropy on (object, colour) until max_steps or max_seconds, whichever comes first.
+def fit_classifier(images: torch.Tensor, labels: torch.Tensor, alphas: torch.Tensor, batch_size: int, lr: float,
+                   generator: torch.Generator, log, max_seconds: float) -> tuple[NoisyImageClassifier, int]:
+    """Cross-entropy on (object, colour) of noisy images for max_seconds.
 
-    images: uint8 [N, 3, H, W]; labels: [N, 2] (object index, colour index). alphas: the
-    prior's alpha_bar [T], each sample noised to a uniform t; None trains on clean images (t = 0).
-    Random horizontal flips; lr: 50 warm-up steps, then linear decay to 5 % of it by the end.
-    Returns the model (eval mode) and the number of steps taken."""
-    if max_steps is None and max_seconds is None:
-        raise ValueError("give max_steps or max_seconds")
-    T = alphas.shape[0] if alphas is not None else ClassifierConfig().num_train_timesteps
+    images: uint8 [N, 3, H, W]; labels: [N, 2] (object index, colour index); alphas: the prior's
+    alpha_bar [T], each sample noised to a uniform t. Random horizontal flips; lr: 50 warm-up
+    steps, then linear decay with elapsed time to 5 % of it. Returns the model (eval mode) and
+    the number of steps taken."""
+    T = alphas.shape[0]
     model = NoisyImageClassifier(ClassifierConfig(num_train_timesteps=T))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     start, step = time.time(), 0
-
-    def progress() -> float:
-        by_steps = step / max_steps if max_steps is not None else 0.0
-        by_time = (time.time() - start) / max_seconds if max_seconds is not None else 0.0
-        return max(by_steps, by_time)
-
-    while progress() < 1.0:
+    while time.time() - start < max_seconds:
         idx = torch.randint(0, images.shape[0], (batch_size,), generator=generator)
         x0 = images[idx].float() / 127.5 - 1.0  # [B, 3, H, W]
         flip = torch.rand(batch_size, generator=generator) < 0.5
         x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-        if alphas is None:
-            t, x_t = torch.zeros(batch_size, dtype=torch.long), x0
-        else:
-            t = torch.randint(0, T, (batch_size,), generator=generator)
-            ab = alphas[t].view(-1, 1, 1, 1)
-            x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * torch.randn(x0.shape, generator=generator)
+        t = torch.randint(0, T, (batch_size,), generator=generator)
+        ab = alphas[t].view(-1, 1, 1, 1)
+        x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * torch.randn(x0.shape, generator=generator)
         obj, col = model(x_t, t)
         loss = F.cross_entropy(obj, labels[idx, 0]) + F.cross_entropy(col, labels[idx, 1])
-        step_lr = lr * min(1.0, (step + 1) / 50) * max(0.05, 1 - progress())
+        step_lr = lr * min(1.0, (step + 1) / 50) * max(0.05, 1 - (time.time() - start) / max_seconds)
         for group in opt.param_groups:
             group["lr"] = step_lr
         opt.zero_grad(set_to_none=True)
