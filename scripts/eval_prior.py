@@ -138,6 +138,8 @@ def main(argv=None) -> int:
     ap.add_argument("--prior", default=str(DEFAULT_PRIOR_DIR))
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--guidance-scale", type=float, default=5.0)
+    ap.add_argument("--guidance-rescale", type=float, default=0.0,
+                    help="blend of the guided output rescaled to the conditional output's std (0: off)")
     ap.add_argument("--bank-views", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -170,7 +172,7 @@ def main(argv=None) -> int:
     # 2. Samples of the prior.
     prior = load_bundled_prior(args.prior)
     images = ddim_sample(prior, [p for _, _, p in triples], args.steps, args.guidance_scale,
-                         torch.Generator().manual_seed(args.seed)).numpy()
+                         torch.Generator().manual_seed(args.seed), guidance_rescale=args.guidance_rescale).numpy()
 
     # 3. Scores.
     rows = []
@@ -211,7 +213,7 @@ def main(argv=None) -> int:
     gt_shape_acc = float(np.mean([classify(ref_rgb[j]) == ref_ids[j] for j in range(0, len(ref_ids), ref_n)]))
     summary = {
         "prior": args.prior, "samples": len(rows), "steps": args.steps, "guidance_scale": args.guidance_scale,
-        "shape_accuracy_cnn": cnn_acc, "gt_render_shape_accuracy_cnn": gt_cnn_acc,
+        "guidance_rescale": args.guidance_rescale, "shape_accuracy_cnn": cnn_acc, "gt_render_shape_accuracy_cnn": gt_cnn_acc,
         "shape_accuracy_silhouette_nn": shape_acc, "median_delta_e_vs_gt_render": de_gt,
         "median_delta_e_vs_spec_albedo": de_spec, "gt_render_median_delta_e_vs_spec_albedo": gt_self, "gt_render_shape_accuracy_silhouette_nn": gt_shape_acc,
         "seconds": round(time.time() - t0, 1),

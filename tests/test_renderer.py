@@ -211,7 +211,11 @@ def test_backgrounds():
 
 @pytest.mark.gpu
 def test_nerfacc_compositing_matches_torch():
+    from dream3d import optional
     from dream3d.renderer.nerfacc_backend import weights_from_density_nerfacc
+
+    if optional.nerfacc() is None:
+        pytest.skip("nerfacc is not installed (pip install 'dream3d[cuda]')")
 
     density = torch.rand(64, 32, device="cuda") * 5
     valid = torch.rand(64, 32, device="cuda") > 0.3

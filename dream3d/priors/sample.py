@@ -14,7 +14,8 @@ from dream3d.priors.model import BundledPrior
 
 @torch.no_grad()
 def ddim_sample(prior: BundledPrior, prompts: list[str], steps: int = 50, guidance_scale: float = 5.0,
-                generator: torch.Generator | None = None, classifier_scale: float = 0.0) -> Tensor:
+                generator: torch.Generator | None = None, classifier_scale: float = 0.0,
+                guidance_rescale: float = 0.0) -> Tensor:
     """One image per prompt: [B, H, W, 3] in [0, 1].
 
     1. Encode the prompts and the empty prompt. 2. Start from Gaussian noise. 3. For each DDIM
@@ -22,6 +23,10 @@ def ddim_sample(prior: BundledPrior, prompts: list[str], steps: int = 50, guidan
     so the same in either) with `guidance_scale`, and with `classifier_scale` > 0 (and a prior
     with a classifier) subtract scale * sigma_t * grad log p(object, colour | x_t) from eps
     (classifier guidance; skipped at the zero-SNR step, where x_t holds no image), then step.
+    `guidance_rescale` in [0, 1] blends the guided output towards one rescaled to the per-image
+    standard deviation of the conditional output (rescale_guidance), the remedy of Lin et al.
+    2024 for the over-exposed, washed-out samples that large guidance gives on a zero-terminal-SNR
+    v-prediction prior.
     The DDIM scheduler inherits the prior's prediction type, schedule and timestep spacing.
     """
     from dream3d.priors.classifier import classifier_score, labels_for_prompt
@@ -39,6 +44,8 @@ def ddim_sample(prior: BundledPrior, prompts: list[str], steps: int = 50, guidan
         out = prior.predict_model_output(torch.cat([x, x]), t.expand(2 * B).to(prior.device), emb)
         out_u, out_c = out.chunk(2)
         guided = out_u + guidance_scale * (out_c - out_u)
+        if guidance_rescale > 0:
+            guided = rescale_guidance(guided, out_c, guidance_rescale)
         alpha_bar = scheduler.alphas_cumprod[int(t)]
         if use_classifier and alpha_bar > 1e-4:
             tt = t.expand(B).to(prior.device)
@@ -47,6 +54,16 @@ def ddim_sample(prior: BundledPrior, prompts: list[str], steps: int = 50, guidan
             guided = guided - (shift / alpha_bar.sqrt() if prior.predicts_v else shift).to(guided.dtype)
         x = scheduler.step(guided, t, x).prev_sample
     return ((x.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu()
+
+
+def rescale_guidance(guided: Tensor, conditional: Tensor, amount: float) -> Tensor:
+    """Blend `guided` [B, C, H, W] towards itself rescaled to `conditional`'s per-image std.
+
+    amount 0 returns `guided`; 1 returns guided * std(conditional) / std(guided).
+    """
+    dims = tuple(range(1, guided.ndim))
+    ratio = conditional.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True).clamp(min=1e-8)
+    return amount * guided * ratio + (1.0 - amount) * guided
 
 
 def image_grid(images: Tensor, rows: int) -> np.ndarray:
