@@ -269,11 +269,6 @@ def finish_run(folder: RunFolder, config: RunConfig, field, occupancy) -> list[P
     return files
 
 
-SAMPLE_GUIDANCE = 5.0
-"""`dream3d sample`'s default classifier-free guidance (scripts/eval_prior.py measures the prior
-with it). Not the SDS defaults: CFG 30 suits score distillation, not 2D sampling."""
-
-
 def sample_prior(prompt: str, out: str | Path, prior: str | None = None, num: int = 8, seed: int = 0,
                  steps: int = 50, guidance: float | None = None, device: str | None = None,
                  classifier_scale: float = 0.0) -> Path:
@@ -282,7 +277,7 @@ def sample_prior(prompt: str, out: str | Path, prior: str | None = None, num: in
     classifier_scale > 0 adds the prior's noise-aware classifier's guidance. Off by default: on
     the v-prediction prior it breaks samples up (`a red ball` comes out as green fragments)."""
     from dream3d.guidance.loading import PriorKind
-    from dream3d.priors.sample import write_sample_grid
+    from dream3d.priors.sample import DEFAULT_GUIDANCE, write_sample_grid
 
     prompt = check_prompt(prompt)
     if num < 1 or steps < 1:
@@ -297,7 +292,7 @@ def sample_prior(prompt: str, out: str | Path, prior: str | None = None, num: in
     out = Path(out)
     ensure_writable_folder(out.expanduser().resolve().parent)
     write_sample_grid(loaded.prior, [prompt], out, seed=seed, steps=steps, per_prompt=num,
-                      guidance_scale=SAMPLE_GUIDANCE if guidance is None else guidance,
+                      guidance_scale=DEFAULT_GUIDANCE if guidance is None else guidance,
                       classifier_scale=classifier_scale)
     return out
 

@@ -82,7 +82,7 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     sample.add_argument("-n", "--num", type=int, default=8, help="number of samples")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--steps", type=int, default=50, help="DDIM steps")
-    sample.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default 5)")
+    sample.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default 2; score distillation uses far more)")
     sample.add_argument("--classifier-scale", type=float, default=0.0,
                         help="add the prior's noise-aware classifier guidance at this scale (default off)")
     _add_common(sample)

@@ -45,7 +45,7 @@ from dream3d.cameras import CameraSamplingConfig, sample_cameras
 from dream3d.priors.classifier import ClassifierConfig, NoisyImageClassifier
 from dream3d.priors.gt_render import render_objects
 from dream3d.priors.model import DEFAULT_PRIOR_DIR, load_bundled_prior
-from dream3d.priors.sample import ddim_sample, image_grid
+from dream3d.priors.sample import DEFAULT_GUIDANCE, ddim_sample, image_grid
 from dream3d.priors.world import COLOUR_NAMES, COLOURS, OBJECT_IDS, OBJECTS
 
 VIEWS = ("front", "side", "back", "overhead")
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prior", default=str(DEFAULT_PRIOR_DIR))
     ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--guidance-scale", type=float, default=5.0)
+    ap.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE)
     ap.add_argument("--guidance-rescale", type=float, default=0.0,
                     help="blend of the guided output rescaled to the conditional output's std (0: off)")
     ap.add_argument("--bank-views", type=int, default=40)

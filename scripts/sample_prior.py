@@ -10,7 +10,7 @@ import sys
 import torch
 
 from dream3d.priors.model import DEFAULT_PRIOR_DIR, load_bundled_prior
-from dream3d.priors.sample import write_sample_grid
+from dream3d.priors.sample import DEFAULT_GUIDANCE, write_sample_grid
 from dream3d.priors.world import parse_caption
 
 
@@ -21,7 +21,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="prior_samples.png")
     ap.add_argument("--per-prompt", type=int, default=4)
     ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--guidance-scale", type=float, default=5.0)
+    ap.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
