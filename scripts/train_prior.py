@@ -28,6 +28,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from dream3d.api import resolve_device
+from dream3d.errors import DeviceError, UsageError
 from dream3d.cameras import CameraSamplingConfig, sample_cameras
 from dream3d.priors.captions import make_caption, with_view
 from dream3d.priors.gt_render import render_objects
@@ -50,7 +52,7 @@ def parse_args(argv=None):
     ap.add_argument("--cond-drop", type=float, default=0.1, help="share of captions replaced by ''")
     ap.add_argument("--checkpoint-minutes", type=float, default=4.0)
     ap.add_argument("--threads", type=int, default=2, help="CPU threads for training, and processes that render the pool")
-    ap.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu' or 'cuda'")
+    ap.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     ap.add_argument("--bf16", action="store_true",
                     help="bfloat16 autocast for the UNet on CUDA (weights, optimizer and EMA stay float32)")
     ap.add_argument("--seed", type=int, default=0)
@@ -72,15 +74,15 @@ def _render_chunk(part: list[tuple[str, str]], seed: int) -> tuple[torch.Tensor,
     return images, meta
 
 
-def render_pool(views_per_combo: int, seed: int, workers: int, log) -> tuple[torch.Tensor, list[tuple[str, str, float, float]]]:
+def render_pool(views_per_combo: int, seed: int, log, workers: int = 1,
+                chunk: int = 143) -> tuple[torch.Tensor, list[tuple[str, str, float, float]]]:
     """uint8 images [N, 3, 64, 64] and (object, colour, azimuth, elevation) per image.
 
     Chunks are rendered by `workers` single-threaded processes (sphere tracing is many small
-    tensor ops, which one process with many threads barely speeds up); chunk k is seeded with
-    seed * 100003 + k, so the pool does not depend on the number of workers.
+    tensor ops, which one process with many threads barely speeds up); chunk k (`chunk` images)
+    is seeded with seed * 100003 + k, so the pool does not depend on the number of workers.
     """
     combos = [(o, c) for o in OBJECT_IDS for c in COLOUR_NAMES] * views_per_combo
-    chunk = 143
     jobs = [(combos[i : i + chunk], seed * 100003 + k) for k, i in enumerate(range(0, len(combos), chunk))]
     images, meta = [], []
     with multiprocessing.get_context("spawn").Pool(max(1, workers)) as pool:
@@ -95,8 +97,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
+    try:
+        device = resolve_device(args.device)
+    except (UsageError, DeviceError) as error:
+        raise SystemExit(str(error)) from None
     rng = random.Random(args.seed)
     t_start = time.time()
     out = Path(args.out)
@@ -129,7 +133,7 @@ def main(argv=None) -> int:
         prior.requires_grad_(True)
         log(f"initialised from {args.init_from} (new, zero-initialised: {sorted(set(k.rsplit('.', 2)[0] for k in missing))})")
     log(f"prior {prior.num_parameters() / 1e6:.2f}M parameters, config {asdict(config)}")
-    images, meta = render_pool(args.views_per_combo, args.seed, args.threads, log)
+    images, meta = render_pool(args.views_per_combo, args.seed, log, workers=args.threads)
     images = images.to(device)  # uint8: 12 KiB an image, so even a large pool fits on a GPU
     N = images.shape[0]
     prior.to(device)

@@ -119,8 +119,8 @@ def main(argv=None) -> int:
     prior = load_bundled_prior(args.prior)
     alphas = prior.scheduler.alphas_cumprod
     T = alphas.shape[0]
-    images, meta = render_pool(args.views_per_combo, args.seed, log)
-    held_images, held_meta = render_pool(2, args.seed + 1000, log)
+    images, meta = render_pool(args.views_per_combo, args.seed, log, workers=args.threads)
+    held_images, held_meta = render_pool(2, args.seed + 1000, log, workers=args.threads)
     labels, held_labels = labels_of(meta), labels_of(held_meta)
     # 2. Train.
     model, step = fit_classifier(images, labels, alphas, args.batch_size, args.lr, torch.Generator().manual_seed(args.seed),

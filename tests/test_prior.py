@@ -167,3 +167,17 @@ def test_dream3d_sample_draws_the_colour_it_is_asked_for(tmp_path, prompt, colou
         mean = img[mask].mean(axis=0) if mask.sum() > 20 else np.median(border, axis=0)
         nearest.append(min(palette, key=lambda name: float(((palette[name] - chroma(mean)) ** 2).sum())))
     assert nearest.count(colour) >= 3, nearest
+
+
+def test_training_pool_is_the_same_whatever_the_number_of_render_workers(monkeypatch):
+    from pathlib import Path
+
+    scripts = str(Path(__file__).resolve().parents[1] / "scripts")
+    monkeypatch.syspath_prepend(scripts)  # spawned workers import train_prior by name, from sys.path
+    from train_prior import render_pool
+
+    one_images, one_meta = render_pool(1, 3, lambda msg: None, chunk=72)  # two chunks
+    two_images, two_meta = render_pool(1, 3, lambda msg: None, workers=2, chunk=72)
+    assert one_images.shape == (143, 3, 64, 64) and one_images.dtype == torch.uint8
+    assert one_meta == two_meta and torch.equal(one_images, two_images)
+    assert len({(o, c) for o, c, _, _ in one_meta}) == 143  # every object x colour once
