@@ -25,7 +25,8 @@ class RegularizerWeights:
     opacity_entropy: float = 0.0
     """Binary entropy of the opacity: pushes pixels to fully opaque or fully clear."""
     triplane_tv: float = 0.0
-    """Total variation of the tri-plane features: smooth planes, fewer floaters."""
+    """Total variation of the tri-plane features: smooth planes, fewer floaters. Applies to
+    tri-plane fields only; a field without planes (the hash grid) gets no TV term."""
     distortion: float = 0.0
     """Mip-NeRF 360 distortion: compact weights along each ray, i.e. sharp surfaces."""
 
@@ -100,7 +101,9 @@ def regularizers(output: RenderOutput, weights: RegularizerWeights, planes: Tens
     """Every regulariser of `output` (and of `planes` when given) and their weighted sum.
 
     Terms whose weight is 0 are still reported when they can be computed cheaply; the
-    orientation term is 0 when the render has no normals and its weight is 0.
+    orientation term is 0 when the render has no normals and its weight is 0; the tri-plane
+    TV term is 0 without `planes` (a hash-grid field), whatever its weight, so one set of
+    weights serves both representations.
     """
     zero = output.opacity.new_zeros(())
     if output.samples is not None and output.samples.normals is not None:
@@ -115,8 +118,6 @@ def regularizers(output: RenderOutput, weights: RegularizerWeights, planes: Tens
     if weights.distortion > 0 and output.samples is None:
         raise ValueError("distortion weight > 0 needs per-sample data (RenderConfig.return_samples)")
     distortion = distortion_loss(output.samples) if output.samples is not None else zero
-    if weights.triplane_tv > 0 and planes is None:
-        raise ValueError("triplane_tv weight > 0 needs the planes")
     total = (
         weights.orientation * orientation
         + weights.opacity * opacity

@@ -126,6 +126,19 @@ def test_interrupted_then_resumed_run_matches_an_uninterrupted_one(tmp_path):
     assert steps == [1, 2, 3, 4, 5]
 
 
+def test_hash_grid_run_on_the_cpu_with_a_triplane_tv_weight(tmp_path):
+    """One set of regulariser weights serves both fields: tri-plane TV is skipped for the hash grid."""
+    from dream3d.api import generate
+
+    sets = [TINY[i + 1] for i in range(0, len(TINY), 2)] + ["regularizers.triplane_tv=10"]
+    run = generate("a red ball", steps=2, seed=0, representation="nerf", out=tmp_path / "nerf", overrides=sets,
+                   progress=False)
+    assert run.config.regularizers.triplane_tv == 10
+    field = _field_of(run.root)
+    assert "encoding.table" in field and "planes" not in field  # it really was the hash grid
+    assert (run.root / "model.glb").is_file()
+
+
 def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
