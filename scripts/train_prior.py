@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from dream3d.api import resolve_device
-from dream3d.errors import DeviceError, UsageError
 from dream3d.cameras import CameraSamplingConfig, sample_cameras
+from dream3d.errors import DeviceError, UsageError
 from dream3d.priors.captions import make_caption, with_view
 from dream3d.priors.gt_render import render_objects
 from dream3d.priors.model import PriorConfig, build_prior, save_bundled_prior

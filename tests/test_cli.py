@@ -22,17 +22,20 @@ from dream3d import cli
 from dream3d.config import RunConfig, apply_overrides, config_from_plain, list_presets, load_preset
 from dream3d.train import read_checkpoint
 
-TINY = [
-    "--set", "cameras.image_size=32",
-    "--set", "render.num_samples=24",
-    "--set", "triplane.resolution=32",
-    "--set", "export.mesh.resolution=32",
-    "--set", "export.texture_size=64",
-    "--set", "video.num_frames=4",
-    "--set", "video.image_size=32",
-    "--set", "video.num_samples=24",
-    "--set", "train.log_every=1",
+TINY_SETS = [
+    "cameras.image_size=32",
+    "render.num_samples=24",
+    "triplane.resolution=32",
+    "export.mesh.resolution=32",
+    "export.texture_size=64",
+    "video.num_frames=4",
+    "video.image_size=32",
+    "video.num_samples=24",
+    "train.log_every=1",
 ]
+"""Tiny sizes as config overrides (`overrides=` of the Python API)."""
+TINY = [arg for override in TINY_SETS for arg in ("--set", override)]
+"""The same as command-line flags."""
 RUN_FILES = ("model.glb", "model.obj", "model.mtl", "model.png", "model.ply", "turntable.mp4", "turntable.gif",
              "preview.png", "config.yaml", "checkpoint.pt", "metrics.jsonl")
 
@@ -110,7 +113,7 @@ def test_interrupted_then_resumed_run_matches_an_uninterrupted_one(tmp_path):
     from dream3d.api import generate, resume
     from dream3d.train import TrainingInterrupted
 
-    sets = [TINY[i + 1] for i in range(0, len(TINY), 2)] + ["train.checkpoint_every=2"]
+    sets = TINY_SETS + ["train.checkpoint_every=2"]
     whole = generate("a blue cube", steps=5, seed=3, out=tmp_path / "whole", overrides=sets, progress=False)
     with pytest.raises(TrainingInterrupted, match="dream3d resume"):
         generate("a blue cube", steps=5, seed=3, out=tmp_path / "split", overrides=sets, progress=False, stop_after=3)
@@ -130,7 +133,7 @@ def test_hash_grid_run_on_the_cpu_with_a_triplane_tv_weight(tmp_path):
     """One set of regulariser weights serves both fields: tri-plane TV is skipped for the hash grid."""
     from dream3d.api import generate
 
-    sets = [TINY[i + 1] for i in range(0, len(TINY), 2)] + ["regularizers.triplane_tv=10"]
+    sets = TINY_SETS + ["regularizers.triplane_tv=10"]
     run = generate("a red ball", steps=2, seed=0, representation="nerf", out=tmp_path / "nerf", overrides=sets,
                    progress=False)
     assert run.config.regularizers.triplane_tv == 10
