@@ -195,3 +195,15 @@ def psnr(a, b, max_value: float = 1.0) -> float:
     """Peak signal-to-noise ratio in dB between images a, b (same shape, values in [0, max_value])."""
     mse = float(np.mean((_np(a) - _np(b)) ** 2))
     return float("inf") if mse == 0 else 10.0 * math.log10(max_value**2 / mse)
+
+
+def object_mask(image: np.ndarray, threshold: float = 0.12) -> np.ndarray:
+    """Object pixels of a render over a solid background. image: [H, W, 3] in [0, 1] -> bool [H, W].
+
+    The background is the median colour of the 1-pixel border (the prior's training images and
+    dream3d's training views have solid backgrounds); a pixel belongs to the object when any
+    channel differs from it by more than `threshold`.
+    """
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    background = np.median(border, axis=0)
+    return np.abs(image - background).max(axis=-1) > threshold

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from skimage.color import rgb2lab
 
 from dream3d.cameras import CameraSamplingConfig, sample_cameras
+from dream3d.evaluation import object_mask
 from dream3d.priors.classifier import ClassifierConfig, NoisyImageClassifier
 from dream3d.priors.gt_render import render_objects
 from dream3d.priors.model import DEFAULT_PRIOR_DIR, load_bundled_prior
@@ -59,13 +60,6 @@ PARAPHRASES = (
     ("cylinder", "gray", "a grey tube"),
     ("snowman", "white", "the snowman"),
 )
-
-
-def object_mask(img: np.ndarray, thresh: float = 0.12) -> np.ndarray:
-    """img [H, W, 3] in [0, 1] -> bool [H, W] object pixels (see module docstring)."""
-    border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
-    bg = np.median(border, axis=0)
-    return np.abs(img - bg).max(axis=-1) > thresh
 
 
 def train_shape_classifier(path: Path, steps: int, seed: int) -> NoisyImageClassifier:

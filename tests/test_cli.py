@@ -277,3 +277,12 @@ def test_help_lists_the_subcommands(capsys):
     out = capsys.readouterr().out
     for name in ("resume", "export", "video", "sample", "avatar", "--preset", "--set"):
         assert name in out
+
+
+def test_sample_help_states_the_real_default_guidance(capsys):
+    from dream3d.priors.sample import DEFAULT_GUIDANCE
+
+    with pytest.raises(SystemExit):
+        cli.main(["sample", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps help lines
+    assert f"(default {DEFAULT_GUIDANCE:g};" in out

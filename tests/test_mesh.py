@@ -216,3 +216,16 @@ def test_colour_and_image_metrics():
     a = np.zeros((4, 4, 3))
     assert psnr(a, a + 0.1) == pytest.approx(20.0)
     assert psnr(torch.zeros(2, 3), torch.zeros(2, 3)) == float("inf")
+
+
+def test_object_mask_finds_a_shaded_object_on_a_solid_background():
+    from dream3d.evaluation import object_mask
+
+    image = np.full((16, 16, 3), [0.2, 0.6, 0.9])  # a sky-blue backdrop
+    image[4:10, 5:12] = [0.8, 0.1, 0.1]  # a red object ...
+    image[4:10, 5:8] *= 0.5  # ... with a shaded side
+    expected = np.zeros((16, 16), bool)
+    expected[4:10, 5:12] = True
+    assert (object_mask(image) == expected).all()
+    image[8, 8] = [0.25, 0.6, 0.9]  # within the threshold of the backdrop: background
+    assert not object_mask(image)[8, 8]

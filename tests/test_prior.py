@@ -149,6 +149,7 @@ def test_dream3d_sample_draws_the_colour_it_is_asked_for(tmp_path, prompt, colou
     import numpy as np
 
     from dream3d.cli import main
+    from dream3d.evaluation import object_mask
     from dream3d.priors.world import COLOURS
 
     out = tmp_path / "grid.png"
@@ -162,9 +163,8 @@ def test_dream3d_sample_draws_the_colour_it_is_asked_for(tmp_path, prompt, colou
     nearest = []
     for k in range(grid.shape[1] // size):
         img = grid[:, k * size:(k + 1) * size]
-        border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
-        mask = np.abs(img - np.median(border, axis=0)).max(axis=-1) > 0.12  # object pixels
-        mean = img[mask].mean(axis=0) if mask.sum() > 20 else np.median(border, axis=0)
+        mask = object_mask(img)
+        mean = img[mask].mean(axis=0) if mask.sum() > 20 else np.median(img[~mask], axis=0)
         nearest.append(min(palette, key=lambda name: float(((palette[name] - chroma(mean)) ** 2).sum())))
     assert nearest.count(colour) >= 3, nearest
 
