@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -43,7 +42,6 @@ def main() -> None:
     rows = []
     for i in range(first, first + args.count):
         record = load_avatar(avatar_path(args.dataset, i))
-        t = time.perf_counter()
         r = evaluate_fit(AvatarSDF(record.attributes), avatar_field(record.planes, decoder, model), model,
                          views=args.views, image_size=args.size, with_mesh=args.mesh)
         rows.append(r)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import random
-import time
 
 import pytest
 import torch

@@ -1,5 +1,3 @@
-import math
-
 import torch
 
 from dream3d.cameras import CameraSamplingConfig, orbit_cameras, sample_cameras, view_name

@@ -3,7 +3,6 @@ analytic prior); the bundled-prior tests live at the end."""
 from __future__ import annotations
 
 import json
-import math
 import socket
 import time
 

@@ -10,7 +10,6 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import pytest
 
 from dream3d.fields import TriplaneDecoderConfig, TriplaneFieldConfig
 from dream3d.fields.mlp import DensityActivation

@@ -27,7 +27,7 @@ from dream3d.cameras import Cameras
 from dream3d.fields.base import Field, FieldOutput
 from dream3d.renderer import nerfacc_backend
 from dream3d.renderer.background import Background
-from dream3d.renderer.compositing import composite, composite_depth, weights_from_density
+from dream3d.renderer.compositing import composite_depth, weights_from_density
 from dream3d.renderer.occupancy import OccupancyGrid
 from dream3d.renderer.rays import RayBundle, camera_rays
 from dream3d.renderer.sampling import sample_points, stratified_samples
