@@ -61,7 +61,8 @@ def export_meshes(folder: RunFolder, config: RunConfig, field: Field, formats: S
 def render_views(config: RunConfig, field: Field, occupancy: OccupancyGrid | None, cameras: Cameras) -> Tensor:
     """Lambertian renders over white with the light at the camera: [B, H, W, 3] in [0, 1]."""
     render = replace(config.render, num_samples=config.video.num_samples, randomize=False,
-                     compute_normals=True, return_samples=False)
+                     compute_normals=True, return_samples=False,
+                     shade_weight_threshold=config.video.shade_weight_threshold)
     from dream3d.mesh import field_device
 
     device = field_device(field)

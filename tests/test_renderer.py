@@ -118,6 +118,37 @@ def test_depth_and_normals_of_a_sphere():
     assert torch.allclose(out.normal[0, 0, 0], torch.tensor([0.0, 0.0, 1.0]), atol=0.02)  # faces the camera on +Z
 
 
+class CountingField(SphereField):
+    """A SphereField that counts the points it was asked to shade (albedo + normals)."""
+
+    shaded_points = 0
+
+    def forward_with_density_gradient(self, points):
+        self.shaded_points += points.shape[0]
+        return super().forward_with_density_gradient(points)
+
+
+def test_shading_only_visible_samples_keeps_the_image_and_skips_hidden_samples():
+    """Videos shade only samples that show (RenderConfig.shade_weight_threshold): same picture,
+    far fewer samples shaded; renders with grad (training) ignore the setting."""
+    cams = orbit_cameras(2, elevation_deg=20.0, image_size=12)
+    lights = cams.positions
+    base = dict(num_samples=48, randomize=False, return_samples=False)
+    images, counts = {}, {}
+    for threshold in (0.0, 1e-3):
+        field = CountingField(0.5, sigma=30.0, edge=0.05)
+        with torch.no_grad():
+            images[threshold] = render_cameras(field, cams, RenderConfig(**base, shade_weight_threshold=threshold),
+                                               SolidBackground(), ShadingMode.LAMBERTIAN, lights).rgb
+        counts[threshold] = field.shaded_points
+    assert (images[0.0] - images[1e-3]).abs().max() < 48 * 1e-3
+    assert counts[1e-3] < 0.5 * counts[0.0]
+    field = CountingField(0.5, sigma=30.0, edge=0.05)
+    render_cameras(field, cams, RenderConfig(**base, shade_weight_threshold=1e-3), SolidBackground(),
+                   ShadingMode.LAMBERTIAN, lights)
+    assert field.shaded_points == counts[0.0]
+
+
 def test_finite_difference_and_autograd_normals_agree():
     cams = front_camera(size=8)
     base = dict(num_samples=64, randomize=False, compute_normals=True)

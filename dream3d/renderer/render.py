@@ -82,6 +82,10 @@ class RenderConfig:
     """Ambient share of the light in lambertian / textureless shading."""
     use_nerfacc: bool | None = None
     """True: composite with nerfacc (CUDA); False: pure torch; None: nerfacc when available."""
+    shade_weight_threshold: float = 0.0
+    """No-grad renders only (videos, previews): query density everywhere first, then compute
+    albedo and normals only at samples whose compositing weight exceeds this; the skipped ones
+    add at most this much colour each. 0: shade every sample (training always does)."""
 
 
 @dataclass
@@ -173,6 +177,24 @@ def _render_chunk(
     valid = samples.valid  # [N, S]
     points = sample_points(rays, samples.t_mid)[valid]  # [M, 3]
     need_normals = shading is not ShadingMode.ALBEDO or config.compute_normals
+    use_nerfacc = config.use_nerfacc if config.use_nerfacc is not None else nerfacc_backend.available()
+    ray_index_local = valid.nonzero(as_tuple=True)[0]  # [M] chunk-local ray of each sample
+
+    def weights_of(sample_density: Tensor) -> Tensor:  # [M] -> [N, S]
+        density = torch.zeros(valid.shape, device=points.device, dtype=sample_density.dtype)
+        density = density.masked_scatter(valid, sample_density)  # empty space is 0
+        if use_nerfacc:
+            return nerfacc_backend.weights_from_density_nerfacc(density, samples.t_starts, samples.t_ends, valid)[0]
+        return weights_from_density(density, samples.deltas)[0]
+
+    if config.shade_weight_threshold > 0 and not torch.is_grad_enabled():
+        # Density first; albedo and normals only where they can show (most samples lie
+        # behind the surface or in thin fog, and shading is the expensive part).
+        weights = weights_of(field.query_density(points)[:, 0])
+        shaded = weights[valid] > config.shade_weight_threshold  # [M]
+        points, ray_index_local = points[shaded], ray_index_local[shaded]
+    else:
+        weights, shaded = None, None
     normals = None
     if need_normals and config.normal_method is NormalMethod.AUTOGRAD:
         # One field evaluation serves both the colour and the gradient w.r.t. the points.
@@ -182,10 +204,12 @@ def _render_chunk(
         if need_normals:
             normals = (finite_difference_normals(field, points, config.finite_difference_eps)
                        if points.shape[0] > 0 else points.new_zeros(0, 3))
-    density = torch.zeros(valid.shape, device=points.device, dtype=out.density.dtype)
-    density = density.masked_scatter(valid, out.density[:, 0])  # [N, S]; empty space is 0
+    if weights is None:
+        weights = weights_of(out.density[:, 0])  # [N, S]
+        w = weights[valid]  # [M]
+    else:
+        w = weights[valid][shaded]
 
-    ray_index_local = valid.nonzero(as_tuple=True)[0]  # [M] chunk-local ray of each sample
     if shading is ShadingMode.ALBEDO:
         colors = out.albedo
     else:
@@ -197,27 +221,24 @@ def _render_chunk(
         else:
             colors = textureless(normals, light_dir, config.ambient)
 
-    use_nerfacc = config.use_nerfacc if config.use_nerfacc is not None else nerfacc_backend.available()
-    if use_nerfacc:
-        weights, _ = nerfacc_backend.weights_from_density_nerfacc(density, samples.t_starts, samples.t_ends, valid)
-    else:
-        weights, _ = weights_from_density(density, samples.deltas)  # [N, S]
-    w = weights[valid]  # [M]
     opacity = weights.sum(dim=-1, keepdim=True)  # [N, 1]
     rgb = torch.zeros(n, 3, device=points.device, dtype=colors.dtype).index_add(0, ray_index_local, w[:, None] * colors)
     depth = composite_depth(weights, samples.t_mid, opacity)
-    normal = torch.zeros(n, 3, device=points.device, dtype=density.dtype)
+    normal = torch.zeros(n, 3, device=points.device, dtype=weights.dtype)
     if normals is not None:
         normal = normal.index_add(0, ray_index_local, w[:, None] * normals)
     sample_data = None
     if config.return_samples:
+        t_starts, t_ends = samples.t_starts[valid], samples.t_ends[valid]
+        if shaded is not None:
+            t_starts, t_ends = t_starts[shaded], t_ends[shaded]
         sample_data = SampleData(
             weights=w,
             normals=normals,
             directions=rays.directions[ray_index_local],
             ray_indices=ray_index_local + ray_offset,
-            t_starts=samples.t_starts[valid],
-            t_ends=samples.t_ends[valid],
+            t_starts=t_starts,
+            t_ends=t_ends,
             num_rays=n,
         )
     return RayRenderOutput(rgb, opacity, depth, normal, sample_data)
