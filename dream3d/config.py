@@ -231,7 +231,21 @@ def config_to_yaml(config: RunConfig) -> str:
     return yaml.safe_dump(to_plain(config), sort_keys=False)
 
 
+RETIRED_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("export", "mesh", "albedo_inset_voxels"),  # 2026-11-23: textures bake the seen albedo (mesh.seen_albedo)
+)
+"""Fields that older releases wrote into checkpoints and config.yaml; dropped when a checkpoint is
+read, so old runs still resume and export. Presets and --set stay strict."""
+
+
 def config_from_plain(data: dict[str, Any]) -> RunConfig:
+    """A RunConfig from a checkpoint's plain tree (retired fields dropped, everything else strict)."""
+    for path in RETIRED_FIELDS:
+        node = data
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
     return from_plain(RunConfig, data, "config")
 
 

@@ -64,9 +64,14 @@ class MeshConfig:
     25-60k small faces, and xatlas's UV unwrapping time grows steeply with them: 11 s and 957
     charts for a 35k-face avatar head, 2 s and 176 charts at 14k faces. The texture carries the
     colour detail. None keeps every face."""
-    albedo_inset_voxels: float = 0.5
-    """Albedo is sampled this many voxels inside the surface (along the inward normal), where
-    the renderer's compositing weights sit, rather than exactly on the iso-surface."""
+    solid_interior: bool = True
+    """Fill the object's deep interior before meshing (`fill_deep_interior`), so the mesh is
+    one solid skin instead of a skin around a sponge of inner surfaces."""
+    interior_margin_voxels: int = 2
+    """Voxels within this distance of the outside keep their density (thin parts, holes)."""
+    outside_silhouette_slack: float = 0.01
+    """The outside is taken at the lowest candidate level whose voxel silhouettes are within
+    this of the best candidate's (`lowest_faithful_level`)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,8 @@ class IsoLevelReport:
     bound_sides_touched: int
     """How many of the scene box's 6 sides the mesh reaches (the surface was cut by the box
     there); 4 or more usually means fog or background baked into the density."""
+    filled_interior_voxels: int = 0
+    """Grid voxels raised to make the interior solid (`MeshConfig.solid_interior`)."""
 
 
 @dataclass(eq=False)  # numpy fields: compare meshes explicitly, not with ==
@@ -407,6 +414,48 @@ def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- extraction
 
 
+def outside_region(grid: np.ndarray, level: float) -> np.ndarray:
+    """bool [R, R, R]: voxels below `level` connected (face-adjacent) to the grid's border."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(grid < level)
+    border = np.concatenate([labels[[0, -1]].ravel(), labels[:, [0, -1]].ravel(), labels[:, :, [0, -1]].ravel()])
+    touching = np.unique(border)
+    return np.isin(labels, touching[touching > 0])
+
+
+def fill_deep_interior(grid: np.ndarray, level: float, outside_level: float, margin_voxels: int) -> np.ndarray:
+    """`grid` [R, R, R] with its deep interior raised above `level`, so the mesh is a solid.
+
+    The outside is what the border reaches through density below `outside_level` (a low level
+    that still matches the renders' silhouettes); every voxel more than `margin_voxels` from it
+    is interior. Score distillation only sees an object's skin, so its inside is often less
+    dense than the skin, and noisy: meshed at the skin's level it was a porous sponge of inner
+    surfaces (an edge-1.1 cube: 181 pieces at level 10, mesh volume 0.29, 3D IoU 0.22 with the
+    exact cube). The renders cannot tell, a 3D print or a boolean in Blender can. Near the
+    outside the grid is unchanged, so thin parts and holes keep their shape.
+    """
+    from scipy import ndimage
+
+    outside = outside_region(grid, outside_level)
+    interior = ~ndimage.binary_dilation(outside, iterations=margin_voxels) if margin_voxels > 0 else ~outside
+    raise_ = interior & (grid < level)
+    if not raise_.any():
+        return grid
+    filled = grid.copy()
+    filled[raise_] = max(2.0 * level, float(grid.max()))
+    return filled
+
+
+def lowest_faithful_level(grid: np.ndarray, levels: list[float], target: list[np.ndarray], tolerance_px: int,
+                          slack: float) -> float:
+    """The lowest of `levels` whose voxel silhouettes (`voxel_silhouette_iou`) are within `slack`
+    of the best of them: as far out as the surface can go before fog shows in the silhouettes."""
+    scores = [voxel_silhouette_iou(grid, lv, target, tolerance_px) for lv in levels]
+    best = max(scores)
+    return min(lv for lv, sc in zip(levels, scores) if sc >= best - slack)
+
+
 def _mesh_at_level(grid: np.ndarray, level: float, config: MeshConfig):
     verts, faces = marching_cubes(grid, level, config.bound)
     verts, faces, removed = remove_floaters(verts, faces, config.keep_area_fraction)
@@ -452,7 +501,7 @@ def extract_mesh(field: Field, config: MeshConfig = MeshConfig()) -> Mesh:
         proposed = depth_surface_level(grid, voxel)
         proposed = alpha_level if proposed is None else proposed
 
-    def check(level: float):
+    def check(level: float, grid: np.ndarray = grid):
         verts, faces, removed = _mesh_at_level(grid, level, config)
         if faces.shape[0] == 0:
             return verts, faces, removed, 0.0
@@ -474,6 +523,16 @@ def extract_mesh(field: Field, config: MeshConfig = MeshConfig()) -> Mesh:
                 best = (i, lv, v, f, r)
         iou, level, verts, faces, removed = best
         fell_back = level != proposed
+    # 3b. A solid: raise the deep interior above the level (a no-op for an already solid field).
+    filled_voxels = 0
+    if config.solid_interior and faces.shape[0]:
+        levels = sorted(set(candidate_levels(grid, alpha_level)) | {level})
+        outside_level = lowest_faithful_level(grid, levels, target, config.silhouette_tolerance_px,
+                                              config.outside_silhouette_slack)
+        filled = fill_deep_interior(grid, level, outside_level, config.interior_margin_voxels)
+        if filled is not grid:
+            filled_voxels = int((filled != grid).sum())
+            verts, faces, removed, iou = check(level, filled)
     # 4. Refuse empty results, warn about doubtful ones.
     if faces.shape[0] == 0:
         raise EmptyMeshError(
@@ -503,8 +562,7 @@ def extract_mesh(field: Field, config: MeshConfig = MeshConfig()) -> Mesh:
     if signed_volume(verts, faces) < 0:  # open or inverted pieces: keep normals pointing out
         faces = faces[:, ::-1].copy()
     normals = vertex_normals(verts, faces)
-    inset = verts - config.albedo_inset_voxels * voxel * normals
-    albedo = query_field_chunked(field.query_albedo, inset.astype(np.float32), config.chunk_size, field_device(field))
+    albedo = seen_albedo(field, verts.astype(np.float32), normals.astype(np.float32), BakeConfig(chunk_size=config.chunk_size))
     report = IsoLevelReport(
         level=float(level),
         proposed_level=float(proposed),
@@ -513,6 +571,7 @@ def extract_mesh(field: Field, config: MeshConfig = MeshConfig()) -> Mesh:
         removed_area_fraction=removed,
         boundary_edge_fraction=boundary_edge_fraction(faces),
         bound_sides_touched=touched,
+        filled_interior_voxels=filled_voxels,
     )
     return Mesh(
         vertices=verts.astype(np.float32),
@@ -536,6 +595,46 @@ class BakeConfig:
     seams do not pull in the background."""
     chunk_size: int = 65536
     """Points per field query."""
+    march_outside: float = 0.05
+    """Seen albedo (`seen_albedo`): the march along the normal starts this far outside the
+    surface (scene units, about 3 voxels of a 128^3 grid)..."""
+    march_inside: float = 0.10
+    """... and ends this far inside it."""
+    march_samples: int = 24
+    """Samples of that march."""
+
+
+def seen_albedo(field: Field, points: np.ndarray, normals: np.ndarray, config: BakeConfig) -> np.ndarray:
+    """The albedo a render shows at surface points: alpha-composited along the inward normal.
+
+    points, normals: [P, 3] (unit outward normals). Returns [P, 3] in [0, 1]. The albedo exactly
+    at the mesh surface is only right where the surface sits where the renderer's weights do;
+    a mesh surface in the field's faint outer layer, or below a skin (`fill_deep_interior`),
+    would read albedo no render ever showed (a red ball's filled mesh baked at its surface: delta
+    E 13.4 against 8.6). Where the march meets no density the albedo at the point is kept.
+    """
+    offsets = np.linspace(config.march_outside, -config.march_inside, config.march_samples, dtype=np.float32)
+    step = float(offsets[0] - offsets[1])
+    device = field_device(field)
+    out = np.zeros((points.shape[0], 3), np.float32)
+    per_chunk = max(1, config.chunk_size // config.march_samples)
+    for start in range(0, points.shape[0], per_chunk):
+        p = torch.from_numpy(points[start:start + per_chunk]).float().to(device)
+        n = torch.from_numpy(normals[start:start + per_chunk]).float().to(device)
+        ray = p[:, None, :] + torch.from_numpy(offsets).to(device)[None, :, None] * n[:, None, :]  # [P, K, 3]
+        with torch.no_grad():
+            result = field(ray.reshape(-1, 3))
+        density = result.density.reshape(ray.shape[0], -1)  # [P, K]
+        albedo = result.albedo.reshape(ray.shape[0], -1, 3)
+        alpha = 1.0 - torch.exp(-density * step)
+        transmittance = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha[:, :-1]], dim=1), dim=1)
+        weights = alpha * transmittance  # [P, K]
+        total = weights.sum(dim=1, keepdim=True)
+        composited = (weights[..., None] * albedo).sum(dim=1) / total.clamp_min(1e-8)
+        at_point = field.query_albedo(p) if (total < 1e-3).any() else composited
+        chosen = torch.where(total >= 1e-3, composited, at_point)
+        out[start:start + per_chunk] = chosen.clamp(0, 1).cpu().numpy()
+    return out
 
 
 def _dilate(texture: np.ndarray, covered: np.ndarray, iterations: int) -> tuple[np.ndarray, np.ndarray]:
@@ -567,8 +666,9 @@ def _dilate(texture: np.ndarray, covered: np.ndarray, iterations: int) -> tuple[
 def bake_texture(mesh: Mesh, field: Field, texture_size: int = 1024, config: BakeConfig = BakeConfig()) -> Mesh:
     """UV-unwrap `mesh` with xatlas and bake the field's albedo into a [S, S, 3] uint8 texture.
 
-    Every texel whose centre falls inside a triangle in UV space is coloured with the field's
-    albedo at the matching 3D point; charts are then dilated by `config.dilation_px` texels.
+    Every texel whose centre falls inside a triangle in UV space is coloured with the albedo a
+    render shows at the matching 3D point (`seen_albedo`); charts are then dilated by
+    `config.dilation_px` texels.
     Returns a new Mesh with vertices split along seams (uv [V', 2], texture set).
     """
     import xatlas
@@ -595,7 +695,10 @@ def bake_texture(mesh: Mesh, field: Field, texture_size: int = 1024, config: Bak
     _, first = np.unique(flat, return_index=True)
     face, row, col, bary = face[first], row[first], col[first], bary[first]
     points = np.einsum("kj,kjd->kd", bary, vertices[faces[face]].astype(np.float64)).astype(np.float32)
-    albedo = query_field_chunked(field.query_albedo, points, config.chunk_size, field_device(field))
+    corner_normals = vertex_normals(vertices, faces)[faces[face]].astype(np.float64)  # [K, 3, 3]
+    normals = np.einsum("kj,kjd->kd", bary, corner_normals)
+    normals = (normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    albedo = seen_albedo(field, points, normals, config)
 
     texture = np.zeros((s, s, 3), np.float64)
     covered = np.zeros((s, s), bool)

@@ -17,6 +17,9 @@ from dream3d.mesh import (
     sample_texture,
     silhouette_masks,
     mask_iou,
+    seen_albedo,
+    signed_volume,
+    BakeConfig,
 )
 
 RED, BLUE = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 0.0, 1.0])
@@ -96,6 +99,34 @@ def test_soft_field_gets_a_level_that_matches_the_rendered_opacity():
     target = opacity_masks(grid, 2.0 / (config.resolution - 1))
     sil = silhouette_masks(mesh.vertices, mesh.faces, config.resolution, 1.0)
     assert min(mask_iou(s, t, tolerance_px=2) for s, t in zip(sil, target)) >= 0.85
+
+
+class SpongeBall(Field):
+    """What score distillation often makes: a ball of radius 0.6 whose dense skin (0.55 < r <
+    0.6, red) wraps a noisy, less dense inside (green, never seen in a render)."""
+
+    def forward(self, points):
+        r = points.norm(dim=-1, keepdim=True)
+        noise = torch.sin(23.0 * points[:, :1]) * torch.sin(19.0 * points[:, 1:2]) * torch.sin(29.0 * points[:, 2:])
+        density = torch.where(r < 0.55, 8.0 + 6.0 * noise, torch.full_like(r, 200.0)) * (r < 0.6).float()
+        albedo = torch.where(r > 0.55, RED, torch.tensor([0.0, 1.0, 0.0]))
+        return FieldOutput(density, albedo.expand(points.shape[0], 3))
+
+
+def test_spongy_inside_still_meshes_as_one_solid():
+    field = SpongeBall()
+    config = MeshConfig(resolution=64, max_faces=None, iso_level=12.0)  # a level between inside and skin
+    solid = extract_mesh(field, config)
+    hollow = extract_mesh(field, MeshConfig(resolution=64, max_faces=None, iso_level=12.0, solid_interior=False))
+    ball = 4.0 / 3.0 * np.pi * 0.6**3
+    assert signed_volume(solid.vertices, solid.faces) == pytest.approx(ball, rel=0.08)
+    assert signed_volume(hollow.vertices, hollow.faces) < 0.7 * ball  # skin and sponge: inner surfaces
+    assert solid.iso.filled_interior_voxels > 0 and solid.iso.boundary_edge_fraction == 0.0
+    # The texture shows the red skin, not the unseen green inside, even on a mesh under the skin.
+    inner = np.array([[0.53, 0.0, 0.0], [0.0, -0.53, 0.0], [0.0, 0.0, 0.53]], np.float32)
+    colours = seen_albedo(field, inner, inner / 0.53, BakeConfig())
+    assert np.allclose(colours, [1.0, 0.0, 0.0], atol=0.05)
+    assert np.allclose(field.query_albedo(torch.from_numpy(inner)).numpy(), [0.0, 1.0, 0.0])
 
 
 def test_empty_field_raises_a_clear_error():
