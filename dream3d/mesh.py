@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from dream3d.fields.base import Field
+from dream3d.renderer.compositing import composite, weights_from_density
 
 
 class EmptyMeshError(RuntimeError):
@@ -449,13 +450,11 @@ def fill_deep_interior(grid: np.ndarray, level: float, outside_level: float, mar
     return filled
 
 
-def lowest_faithful_level(grid: np.ndarray, levels: list[float], target: list[np.ndarray], tolerance_px: int,
-                          slack: float) -> float:
-    """The lowest of `levels` whose voxel silhouettes (`voxel_silhouette_iou`) are within `slack`
-    of the best of them: as far out as the surface can go before fog shows in the silhouettes."""
-    scores = [voxel_silhouette_iou(grid, lv, target, tolerance_px) for lv in levels]
-    best = max(scores)
-    return min(lv for lv, sc in zip(levels, scores) if sc >= best - slack)
+def lowest_faithful_level(scores: dict[float, float], slack: float) -> float:
+    """The lowest level whose voxel silhouette score (level -> `voxel_silhouette_iou`) is within
+    `slack` of the best: as far out as the surface can go before fog shows in the silhouettes."""
+    best = max(scores.values())
+    return min(lv for lv, score in scores.items() if score >= best - slack)
 
 
 def _mesh_at_level(grid: np.ndarray, level: float, config: MeshConfig):
@@ -511,6 +510,13 @@ def extract_mesh(field: Field, config: MeshConfig = MeshConfig()) -> Mesh:
         tol = config.silhouette_tolerance_px
         return verts, faces, removed, float(np.mean([mask_iou(s, t, tol) for s, t in zip(sil, target)]))
 
+    voxel_scores: dict[float, float] = {}  # level -> voxel_silhouette_iou, each computed once
+
+    def voxel_score(level: float) -> float:
+        if level not in voxel_scores:
+            voxel_scores[level] = voxel_silhouette_iou(grid, level, target, config.silhouette_tolerance_px)
+        return voxel_scores[level]
+
     # 3. Mesh it and check it against the renders; if it fails, try levels from the distribution.
     verts, faces, removed, iou = check(proposed)
     level, fell_back = proposed, False
@@ -518,7 +524,7 @@ def extract_mesh(field: Field, config: MeshConfig = MeshConfig()) -> Mesh:
         best = (iou, proposed, verts, faces, removed)
         levels = candidate_levels(grid, alpha_level)
         # Rank every candidate by the cheap voxel proxy, then mesh and check the three best.
-        ranked = sorted(levels, key=lambda lv: -voxel_silhouette_iou(grid, lv, target, config.silhouette_tolerance_px))[:3]
+        ranked = sorted(levels, key=lambda lv: -voxel_score(lv))[:3]
         for lv in ranked:
             v, f, r, i = check(lv)
             if f.shape[0] and i > best[0]:
@@ -528,9 +534,8 @@ def extract_mesh(field: Field, config: MeshConfig = MeshConfig()) -> Mesh:
     # 3b. A solid: raise the deep interior above the level (a no-op for an already solid field).
     filled_voxels = 0
     if config.solid_interior and faces.shape[0]:
-        levels = sorted(set(candidate_levels(grid, alpha_level)) | {level})
-        outside_level = lowest_faithful_level(grid, levels, target, config.silhouette_tolerance_px,
-                                              config.outside_silhouette_slack)
+        levels = set(candidate_levels(grid, alpha_level)) | {level}
+        outside_level = lowest_faithful_level({lv: voxel_score(lv) for lv in levels}, config.outside_silhouette_slack)
         filled = fill_deep_interior(grid, level, outside_level, config.interior_margin_voxels)
         if filled is not grid:
             filled_voxels = int((filled != grid).sum())
@@ -606,6 +611,7 @@ class BakeConfig:
     """Samples of that march."""
 
 
+@torch.no_grad()
 def seen_albedo(field: Field, points: np.ndarray, normals: np.ndarray, config: BakeConfig) -> np.ndarray:
     """The albedo a render shows at surface points: alpha-composited along the inward normal.
 
@@ -624,15 +630,12 @@ def seen_albedo(field: Field, points: np.ndarray, normals: np.ndarray, config: B
         p = torch.from_numpy(points[start:start + per_chunk]).float().to(device)
         n = torch.from_numpy(normals[start:start + per_chunk]).float().to(device)
         ray = p[:, None, :] + torch.from_numpy(offsets).to(device)[None, :, None] * n[:, None, :]  # [P, K, 3]
-        with torch.no_grad():
-            result = field(ray.reshape(-1, 3))
+        result = field(ray.reshape(-1, 3))
         density = result.density.reshape(ray.shape[0], -1)  # [P, K]
         albedo = result.albedo.reshape(ray.shape[0], -1, 3)
-        alpha = 1.0 - torch.exp(-density * step)
-        transmittance = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha[:, :-1]], dim=1), dim=1)
-        weights = alpha * transmittance  # [P, K]
+        weights, _ = weights_from_density(density, torch.full_like(density, step))  # [P, K]
         total = weights.sum(dim=1, keepdim=True)
-        composited = (weights[..., None] * albedo).sum(dim=1) / total.clamp_min(1e-8)
+        composited = composite(weights, albedo) / total.clamp_min(1e-8)
         at_point = field.query_albedo(p) if (total < 1e-3).any() else composited
         chosen = torch.where(total >= 1e-3, composited, at_point)
         out[start:start + per_chunk] = chosen.clamp(0, 1).cpu().numpy()

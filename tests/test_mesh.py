@@ -129,6 +129,20 @@ def test_spongy_inside_still_meshes_as_one_solid():
     assert np.allclose(field.query_albedo(torch.from_numpy(inner)).numpy(), [0.0, 1.0, 0.0])
 
 
+
+def test_seen_albedo_of_a_trainable_field_where_the_march_meets_nothing():
+    """Baking outside torch.no_grad, on empty space: the albedo at the point, as plain numbers."""
+    from dream3d.fields import BlobShape, DensityBlobConfig, TriplaneDecoderConfig, TriplaneField, TriplaneFieldConfig
+
+    blob = DensityBlobConfig(strength=10.0, radius=0.5, shape=BlobShape.LINEAR)  # empty far from the centre
+    field = TriplaneField(TriplaneFieldConfig(resolution=8, decoder=TriplaneDecoderConfig(channels=4, blob=blob)))
+    far = np.array([[0.95, 0.95, 0.95]], np.float32)
+    colours = seen_albedo(field, far, far / np.linalg.norm(far), BakeConfig())
+    with torch.no_grad():
+        expected = field.query_albedo(torch.from_numpy(far)).numpy()
+    assert np.allclose(colours, expected, atol=1e-6)
+
+
 def test_empty_field_raises_a_clear_error():
     with pytest.raises(EmptyMeshError, match="no surface"):
         extract_mesh(Spheres([[0.0, 0.0, 0.0]], [0.5], density=0.0), MeshConfig(resolution=24))
