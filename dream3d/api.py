@@ -289,7 +289,7 @@ def sample_prior(prompt: str, out: str | Path, prior: str | None = None, num: in
     if loaded.kind is not PriorKind.PRIMITIVES:
         raise UsageError("dream3d sample draws 2D samples from the bundled prior only; pass a bundled-prior folder or no --prior")
     warn_if_outside_world(prompt, loaded)
-    out = Path(out)
+    out = sample_grid_path(out)
     ensure_writable_folder(out.expanduser().resolve().parent)
     write_sample_grid(loaded.prior, [prompt], out, seed=seed, steps=steps, per_prompt=num,
                       guidance_scale=DEFAULT_GUIDANCE if guidance is None else guidance,
@@ -298,6 +298,17 @@ def sample_prior(prompt: str, out: str | Path, prior: str | None = None, num: in
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def sample_grid_path(out: str | Path) -> Path:
+    """Where `dream3d sample --out OUT` writes its PNG: OUT/samples.png for an existing folder,
+    OUT.png for a name without a suffix (the image writer picks the format from the suffix and
+    wrote TIFF there), else OUT itself."""
+    out = Path(out)
+    if out.is_dir():
+        return out / "samples.png"
+    return out.with_suffix(".png") if out.suffix == "" else out
+
 
 
 def _load_prior(spec: str | None, device: torch.device):

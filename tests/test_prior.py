@@ -169,6 +169,17 @@ def test_dream3d_sample_draws_the_colour_it_is_asked_for(tmp_path, prompt, colou
     assert nearest.count(colour) >= 3, nearest
 
 
+@pytest.mark.skipif(not is_bundled_prior_folder(DEFAULT_PRIOR_DIR), reason="no committed prior weights yet")
+def test_dream3d_sample_writes_a_png_for_a_bare_name_or_a_folder(tmp_path, capsys):
+    """`--out grid` and `--out FOLDER` both give a PNG, and the printed path is the file written."""
+    from dream3d.cli import main
+
+    for out, expected in ((tmp_path / "grid", tmp_path / "grid.png"), (tmp_path, tmp_path / "samples.png")):
+        assert main(["sample", "a red ball", "-n", "1", "--steps", "2", "--out", str(out), "--device", "cpu"]) == 0
+        assert capsys.readouterr().out.strip().endswith(str(expected))
+        assert expected.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_training_pool_is_the_same_whatever_the_number_of_render_workers(monkeypatch):
     from pathlib import Path
 
