@@ -239,14 +239,21 @@ read, so old runs still resume and export. Presets and --set stay strict."""
 
 
 def config_from_plain(data: dict[str, Any]) -> RunConfig:
-    """A RunConfig from a checkpoint's plain tree (retired fields dropped, everything else strict)."""
-    for path in RETIRED_FIELDS:
-        node = data
-        for key in path[:-1]:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(path[-1], None)
-    return from_plain(RunConfig, data, "config")
+    """A RunConfig from a checkpoint's plain tree (retired fields dropped, everything else strict).
+    `data` is left as it was."""
+    return from_plain(RunConfig, without_retired_fields(data, RETIRED_FIELDS), "config")
+
+
+def without_retired_fields(data: Any, retired: tuple[tuple[str, ...], ...]) -> Any:
+    """A copy of the plain tree `data` with every key path in `retired` removed (where present)."""
+    if not isinstance(data, dict):
+        return data
+    here = {path[0] for path in retired if len(path) == 1}
+    return {
+        key: without_retired_fields(value, tuple(path[1:] for path in retired if len(path) > 1 and path[0] == key))
+        for key, value in data.items()
+        if key not in here
+    }
 
 
 __all__ = [

@@ -105,6 +105,30 @@ def test_export_and_video_subcommands_rewrite_outputs(finished_run):
     assert len(iio.imread(finished_run / "turntable.gif", index=None)) == 3
 
 
+def test_checkpoints_of_older_releases_still_load(finished_run, tmp_path):
+    """A checkpoint whose config holds a since-retired field resumes and exports; the payload it
+    came from is not modified; a field that never existed is still refused."""
+    import copy
+
+    from dream3d.train import load_checkpoint, save_checkpoint
+
+    payload = read_checkpoint(finished_run / "checkpoint.pt")
+    payload["config"]["export"]["mesh"]["albedo_inset_voxels"] = 0.5  # retired 2026-11-23
+    before = copy.deepcopy(payload["config"])
+    config = config_from_plain(payload["config"])
+    assert payload["config"] == before
+    assert config.train.steps == 3
+    old = tmp_path / "old.pt"
+    torch.save(payload, old)
+    config, state = load_checkpoint(old, torch.device("cpu"))
+    assert state.step == 3
+    save_checkpoint(tmp_path / "resaved.pt", config, state)
+    assert "albedo_inset_voxels" not in read_checkpoint(tmp_path / "resaved.pt")["config"]["export"]["mesh"]
+    payload["config"]["export"]["mesh"]["no_such_field"] = 1
+    with pytest.raises(Exception, match="no_such_field"):
+        config_from_plain(payload["config"])
+
+
 def _field_of(run: Path) -> dict[str, torch.Tensor]:
     return read_checkpoint(run / "checkpoint.pt")["field"]
 
