@@ -1,8 +1,6 @@
 """Field -> mesh: radius, automatic iso-level that matches the render, empty fields, floaters, baking."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import torch
@@ -130,22 +128,6 @@ def test_spongy_inside_still_meshes_as_one_solid():
     assert np.allclose(colours, [1.0, 0.0, 0.0], atol=0.05)
     assert np.allclose(field.query_albedo(torch.from_numpy(inner)).numpy(), [0.0, 1.0, 0.0])
 
-
-
-def test_a_solid_interior_does_not_thicken_thin_parts():
-    """The exact table (top 0.12 thick, legs 0.12 wide) as a sharp field: filling the interior
-    leaves its surfaces where they were (it once filled the field's faint outer layer too and
-    grew every face outwards by 1-2 voxels, which halves the volume IoU of thin parts)."""
-    from dream3d.priors.world import GroundTruthField
-
-    field = GroundTruthField("table", sharpness=200.0)
-    config = MeshConfig(resolution=96, max_faces=None)
-    solid, plain = extract_mesh(field, config), extract_mesh(field, replace(config, solid_interior=False))
-    voxel = 2.0 / 95
-    top = solid.vertices[:, 1].max()
-    assert abs(top - 0.27) < voxel, top  # the table top's upper face
-    assert np.abs(solid.vertices[:, 0]).max() < 0.75 + voxel
-    assert signed_volume(solid.vertices, solid.faces) == pytest.approx(signed_volume(plain.vertices, plain.faces), rel=0.03)
 
 
 def test_seen_albedo_of_a_trainable_field_where_the_march_meets_nothing():
