@@ -1,13 +1,14 @@
 """Median time of one default text-to-3D training step (render, SDS, regularisers, backward,
-Adam) on the bundled prior, and what the tri-plane's closed-form normals save.
+Adam) on the bundled prior, and what the tri-plane's closed-form normals and corner gather save.
 
     python scripts/bench_train_step.py [--prompt "a brown table"] [--blocks 16] [--threads 2]
 
-Two runs of the same config train side by side in one process, in alternating blocks of 10
-steps (so machine noise hits both alike): one with TriplaneField's closed-form density gradient
-(the default), one with the autograd reference (Field.forward_with_density_gradient). The first
+Three runs of the same config train side by side in one process, in alternating blocks of 10
+steps (so machine noise hits all alike): the default (closed-form density gradient from one
+gather of cell corners), the same with grid_sample's three samples instead of the gather, and
+the autograd reference (Field.forward_with_density_gradient). The first
 4 blocks of each are warm-up (the occupancy grid and the object settle) and are not counted.
-Any `--set key=value` is applied to both.
+Any `--set key=value` is applied to all three.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def main(argv=None) -> int:
 
     from dream3d.api import _load_prior, resolve_config
     from dream3d.fields.base import Field
+    import dream3d.fields.triplane as triplane
     from dream3d.fields.triplane import TriplaneField
     from dream3d.prompts import build_prompt_embeddings
     from dream3d.train import init_state, train_step
@@ -37,30 +39,33 @@ def main(argv=None) -> int:
     config, device = resolve_config(args.prompt, sets=args.sets)
     prior = _load_prior(config.prior, device)
     embeddings = build_prompt_embeddings(prior, config.prompt, config.prompts)
-    variants = {
-        "closed-form normals (default)": TriplaneField.forward_with_density_gradient,
-        "autograd normals (reference)": Field.forward_with_density_gradient,
+    closed_form, gather = TriplaneField.forward_with_density_gradient, triplane.gather_triplane_with_derivatives
+    variants = {  # name -> (density-gradient method, sampler it uses for points without grad)
+        "closed-form normals, corner gather (default)": (closed_form, gather),
+        "closed-form normals, grid_sample": (closed_form, triplane.sample_triplane_with_derivatives),
+        "autograd normals (reference)": (Field.forward_with_density_gradient, gather),
     }
     states = {name: init_state(config, device) for name in variants}
     times: dict[str, list[float]] = {name: [] for name in variants}
     try:
         for block in range(args.blocks):
-            for name, method in variants.items():
+            for name, (method, sampler) in variants.items():
                 TriplaneField.forward_with_density_gradient = method
+                triplane.gather_triplane_with_derivatives = sampler
                 for _ in range(10):
                     t0 = time.perf_counter()
                     train_step(config, prior, embeddings, states[name], config.train.steps)
                     if block >= 4:
                         times[name].append(time.perf_counter() - t0)
     finally:
-        TriplaneField.forward_with_density_gradient = variants["closed-form normals (default)"]
+        TriplaneField.forward_with_density_gradient, triplane.gather_triplane_with_derivatives = closed_form, gather
     print(f"prompt {args.prompt!r}, {config.representation.value}, {config.render.num_samples} samples/ray, "
           f"threads {torch.get_num_threads()}")
     for name, values in times.items():
         print(f"{name}: median {statistics.median(values) * 1000:.1f} ms over {len(values)} steps "
               f"(min {min(values) * 1000:.1f}, max {max(values) * 1000:.1f})")
-    fast, ref = (statistics.median(v) for v in times.values())
-    print(f"ratio closed-form / autograd: {fast / ref:.2f}")
+    default, grid_sample, autograd = (statistics.median(v) for v in times.values())
+    print(f"ratio default / grid_sample: {default / grid_sample:.3f}; default / autograd: {default / autograd:.3f}")
     return 0
 
 

@@ -4,7 +4,8 @@ The planes are one tensor `[3, C, R, R]` (planes xy, xz, yz); a point's feature 
 bilinear sample of each plane at its projection, summed or concatenated, and the decoder maps
 it to density and albedo. Planes and decoder are separate on purpose: avatars share ONE
 decoder across many per-avatar planes, so a field can be built from (planes, decoder).
-This is the default field on the CPU: a forward+backward is a few grid_samples and a tiny MLP.
+This is the default field on the CPU: a forward+backward is a few bilinear samples (grid_sample, or one
+gather of cell corners when training, see gather_triplane_with_derivatives) and a tiny MLP.
 """
 from __future__ import annotations
 
@@ -128,6 +129,60 @@ def sample_triplane_with_derivatives(planes: Tensor, points: Tensor, bound: floa
     return features, TriplaneDerivatives(diff_first.permute(2, 0, 1), diff_second.permute(2, 0, 1), scale)
 
 
+class _BilinearCorners(torch.autograd.Function):
+    """rows [T, C], corner indices [4, M], weights [3, 4, M, 1] -> three [M, C] outputs, output o
+    = sum_k weights[o, k] * rows[index[k]]. Backward: one index_add_ per corner serves all three
+    outputs (grid_sample's backward scatters once per output). Only `rows` gets a gradient."""
+
+    @staticmethod
+    def forward(ctx, rows: Tensor, index: Tensor, weights: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        corners = [rows.index_select(0, index[k]) for k in range(4)]
+        ctx.save_for_backward(index, weights)
+        ctx.num_rows = rows.shape[0]
+        return tuple(sum(weights[o, k] * corners[k] for k in range(4)) for o in range(3))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads: Tensor):
+        index, weights = ctx.saved_tensors
+        grads = [g if g is not None else torch.zeros_like(grads[0]) for g in grads]
+        rows_grad = grads[0].new_zeros(ctx.num_rows, grads[0].shape[1])
+        for k in range(4):
+            rows_grad.index_add_(0, index[k], sum(weights[o, k] * grads[o] for o in range(3)))
+        return rows_grad, None, None
+
+
+def gather_triplane_with_derivatives(planes: Tensor, points: Tensor, bound: float = 1.0) -> tuple[Tensor, TriplaneDerivatives]:
+    """`sample_triplane_with_derivatives` (the grid_sample reference) from one gather of each
+    point's four cell corners: the value and both derivatives are fixed mixes of the same corners,
+    (1-u)(1-v), u(1-v), (1-u)v, uv for the value, -(1-v), 1-v, -v, v along the first axis and
+    -(1-u), -u, 1-u, u along the second. Same shapes and values; the planes get the gradient, the
+    points none (the density gradient is already in closed form). planes: [3, C, R, R]; points: [N, 3].
+    """
+    _, c, r, _ = planes.shape
+    n = points.shape[0]
+    grid = torch.stack([points[:, list(axes)] for axes in PLANE_AXES], dim=1) / bound  # [N, 3, 2]
+    inside = ((grid >= -1) & (grid <= 1)).to(planes.dtype)
+    texel = (grid.clamp(-1, 1) + 1) * (0.5 * (r - 1))  # continuous texel coordinate (w, h)
+    cell = texel.floor().clamp(max=r - 2)
+    frac = (texel - cell).reshape(-1, 2)
+    u, v = frac[:, :1], frac[:, 1:]  # [M, 1], M = 3N
+    cell = cell.long().reshape(-1, 2)
+    plane_index = torch.arange(3, device=points.device).repeat(n)
+    base = plane_index * (r * r) + cell[:, 1] * r + cell[:, 0]  # row of the cell's lower corner
+    index = torch.stack([base, base + 1, base + r, base + r + 1])  # [4, M]
+    iu, iv = 1 - u, 1 - v
+    weights = torch.stack([
+        torch.stack([iu * iv, u * iv, iu * v, u * v]),
+        torch.stack([-iv, iv, -v, v]),
+        torch.stack([-iu, -u, iu, u]),
+    ])  # [3, 4, M, 1]
+    rows = planes.permute(0, 2, 3, 1).reshape(3 * r * r, c)  # texel rows, channels last
+    value, first, second = _BilinearCorners.apply(rows, index, weights)
+    scale = (0.5 * (r - 1) / bound) * inside  # [N, 3, 2]
+    return value.view(n, 3, c), TriplaneDerivatives(first.view(n, 3, c), second.view(n, 3, c), scale)
+
+
 _PLANE_AXIS_TO_POINT_AXIS = torch.tensor(
     [[1.0 if axis == axes[j] else 0.0 for axis in range(3)] for axes in PLANE_AXES for j in range(2)]
 )
@@ -200,7 +255,8 @@ class TriplaneField(Field):
         reference `Field.forward_with_density_gradient`, with the plane part in closed form
         (`sample_triplane_with_derivatives`); autograd only runs through the small decoder."""
         training = torch.is_grad_enabled()
-        features, derivatives = sample_triplane_with_derivatives(self.planes, points, self.config.bound)
+        sampler = sample_triplane_with_derivatives if points.requires_grad else gather_triplane_with_derivatives
+        features, derivatives = sampler(self.planes, points, self.config.bound)
         with torch.enable_grad():
             # Leaves where nothing upstream needs grad (a no-grad render), so the decoder's
             # gradient w.r.t. its inputs exists; otherwise the graph back to the planes is kept.
