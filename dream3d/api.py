@@ -310,7 +310,6 @@ def sample_grid_path(out: str | Path) -> Path:
     return out.with_suffix(".png") if out.suffix == "" else out
 
 
-
 def _load_prior(spec: str | None, device: torch.device):
     from dream3d.guidance.loading import PriorNotFoundError
     from dream3d.guidance.priors import load_prior

@@ -518,13 +518,13 @@ def extract_mesh(field: Field, config: MeshConfig = MeshConfig()) -> Mesh:
         return voxel_scores[level]
 
     # 3. Mesh it and check it against the renders; if it fails, try levels from the distribution.
+    candidates = candidate_levels(grid, alpha_level)  # the fallback's levels and the outside's
     verts, faces, removed, iou = check(proposed)
     level, fell_back = proposed, False
     if config.iso_level is None and (faces.shape[0] == 0 or iou < config.min_silhouette_iou):
         best = (iou, proposed, verts, faces, removed)
-        levels = candidate_levels(grid, alpha_level)
         # Rank every candidate by the cheap voxel proxy, then mesh and check the three best.
-        ranked = sorted(levels, key=lambda lv: -voxel_score(lv))[:3]
+        ranked = sorted(candidates, key=lambda lv: -voxel_score(lv))[:3]
         for lv in ranked:
             v, f, r, i = check(lv)
             if f.shape[0] and i > best[0]:
@@ -534,7 +534,7 @@ def extract_mesh(field: Field, config: MeshConfig = MeshConfig()) -> Mesh:
     # 3b. A solid: raise the deep interior above the level (a no-op for an already solid field).
     filled_voxels = 0
     if config.solid_interior and faces.shape[0]:
-        levels = set(candidate_levels(grid, alpha_level)) | {level}
+        levels = set(candidates) | {level}
         outside_level = lowest_faithful_level({lv: voxel_score(lv) for lv in levels}, config.outside_silhouette_slack)
         filled = fill_deep_interior(grid, level, outside_level, config.interior_margin_voxels)
         if filled is not grid:

@@ -129,7 +129,6 @@ def test_spongy_inside_still_meshes_as_one_solid():
     assert np.allclose(field.query_albedo(torch.from_numpy(inner)).numpy(), [0.0, 1.0, 0.0])
 
 
-
 def test_seen_albedo_of_a_trainable_field_where_the_march_meets_nothing():
     """Baking outside torch.no_grad, on empty space: the albedo at the point, as plain numbers."""
     from dream3d.fields import BlobShape, DensityBlobConfig, TriplaneDecoderConfig, TriplaneField, TriplaneFieldConfig

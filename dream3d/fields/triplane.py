@@ -148,8 +148,7 @@ class _BilinearCorners(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, *grads: Tensor):
-        index, weights = ctx.saved_tensors
-        grads = [g if g is not None else torch.zeros_like(grads[0]) for g in grads]
+        index, weights = ctx.saved_tensors  # unused outputs arrive as zeros (materialised grads)
         rows_grad = grads[0].new_zeros(ctx.num_rows, grads[0].shape[1])
         for k in range(4):
             corner_grad = weights[0, k] * grads[0]
@@ -259,7 +258,9 @@ class TriplaneField(Field):
     def forward_with_density_gradient(self, points: Tensor) -> tuple[FieldOutput, Tensor]:
         """field(points) and d density / d points [N, 3]: the same values as the autograd
         reference `Field.forward_with_density_gradient`, with the plane part in closed form
-        (`sample_triplane_with_derivatives`); autograd only runs through the small decoder."""
+        (`gather_triplane_with_derivatives`, or its grid_sample reference
+        `sample_triplane_with_derivatives` when the points need a gradient); autograd only runs
+        through the small decoder."""
         training = torch.is_grad_enabled()
         sampler = sample_triplane_with_derivatives if points.requires_grad else gather_triplane_with_derivatives
         features, derivatives = sampler(self.planes, points, self.config.bound)
