@@ -282,11 +282,13 @@ def fit_planes(
     config: FitConfig = PLANE_FIT,
     seed: int = 0,
     samples: GroundTruthSamples | None = None,
+    initial: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """(b) Fit the planes [3, C, R, R] of one avatar with the shared decoder frozen.
 
-    Planes start at zero (the same avatar and seed give the same planes). Returns the planes
-    (detached) and {loss, density, albedo, seconds} of the last step.
+    Planes start at `initial` [3, C, R, R] (e.g. the avatar's pooled full-resolution planes,
+    for a low-resolution fit), else at zero (the same avatar and seed give the same planes).
+    Returns the planes (detached) and {loss, density, albedo, seconds} of the last step.
     """
     if model is None:
         model = AvatarTriplaneConfig(channels=decoder.config.channels, hidden_dim=decoder.config.hidden_dim,
@@ -298,7 +300,9 @@ def fit_planes(
     frozen = [p.requires_grad for p in decoder.parameters()]
     for p in decoder.parameters():
         p.requires_grad_(False)
-    planes = nn.Parameter(torch.zeros(model.plane_shape))
+    if initial is not None and tuple(initial.shape) != model.plane_shape:
+        raise ValueError(f"initial planes {tuple(initial.shape)} do not match {model.plane_shape}")
+    planes = nn.Parameter(initial.detach().clone().float() if initial is not None else torch.zeros(model.plane_shape))
     optimizer = torch.optim.Adam([planes], lr=config.plane_lr, betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, config.final_lr_fraction ** (1.0 / max(config.steps, 1)))
     parts: dict[str, float] = {}
@@ -440,6 +444,9 @@ class AvatarRecord:
     """[H, W, 3] uint8 frontal render of the engine avatar."""
     fit: dict[str, float] = field(default_factory=dict)
     """Figures of the plane fit (loss, seconds)."""
+    low_planes: Tensor | None = None
+    """[3, C, r, r] float32: the same avatar fitted at a lower resolution r under the same decoder
+    (what the base diffusion model learns; None in datasets built before it existed)."""
 
 
 def _save_safetensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> None:
@@ -480,11 +487,13 @@ def load_decoder(path: str | os.PathLike) -> tuple[TriplaneDecoder, AvatarTripla
 
 
 def save_avatar(folder: str | os.PathLike, record: AvatarRecord) -> Path:
-    """avatars/<index>.safetensors, written atomically (planes stored as float16)."""
+    """avatars/<index>.safetensors, written atomically (planes and low planes stored as float16)."""
     path = avatar_path(folder, record.index)
     tensors = {"planes": record.planes.detach().to(torch.float16)}
     if record.portrait is not None:
         tensors["portrait"] = record.portrait.to(torch.uint8)
+    if record.low_planes is not None:
+        tensors["low_planes"] = record.low_planes.detach().to(torch.float16)
     meta = {"index": record.index, "seed": record.seed, "attributes": attributes_to_json(record.attributes),
             "prompts": record.prompts, "fit": record.fit}
     _save_safetensors(path, tensors, {"record": json.dumps(meta)})
@@ -498,8 +507,10 @@ def load_avatar(path: str | os.PathLike) -> AvatarRecord:
         meta = json.loads(f.metadata()["record"])
         planes = f.get_tensor("planes").float()
         portrait = f.get_tensor("portrait") if "portrait" in f.keys() else None
+        low_planes = f.get_tensor("low_planes").float() if "low_planes" in f.keys() else None
     return AvatarRecord(index=meta["index"], seed=meta["seed"], attributes=attributes_from_json(meta["attributes"]),
-                        prompts=list(meta["prompts"]), planes=planes, portrait=portrait, fit=meta.get("fit", {}))
+                        prompts=list(meta["prompts"]), planes=planes, portrait=portrait, fit=meta.get("fit", {}),
+                        low_planes=low_planes)
 
 
 def load_dataset(folder: str | os.PathLike) -> tuple[TriplaneDecoder, AvatarTriplaneConfig, list[AvatarRecord]]:
@@ -513,6 +524,13 @@ def load_dataset(folder: str | os.PathLike) -> tuple[TriplaneDecoder, AvatarTrip
 def stack_planes(records: Sequence[AvatarRecord]) -> Tensor:
     """[N, 3, C, R, R] planes of records (what a tri-plane diffusion model trains on)."""
     return torch.stack([r.planes for r in records])
+
+
+def stack_low_planes(records: Sequence[AvatarRecord]) -> Tensor | None:
+    """[N, 3, C, r, r] low-resolution planes of records, or None unless every record has them."""
+    if not records or any(r.low_planes is None for r in records):
+        return None
+    return torch.stack([r.low_planes for r in records])
 
 
 def write_json(path: str | os.PathLike, data: dict) -> None:

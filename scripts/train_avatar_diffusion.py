@@ -30,6 +30,7 @@ from avatars.diffusion import (
     MODEL_FILE,
     AvatarDiffusion,
     AvatarDiffusionConfig,
+    LowPlanes,
     TrainingBatch,
     count_parameters,
     load_model,
@@ -38,7 +39,7 @@ from avatars.diffusion import (
     save_model,
     training_loss,
 )
-from avatars.triplane import load_dataset, stack_planes
+from avatars.triplane import load_dataset, stack_low_planes, stack_planes
 from dream3d.atomic import write_bytes_atomic
 
 STATE_FILE = "train_state.pt"
@@ -79,6 +80,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]
     p.add_argument("--out", type=Path, required=True, help="model folder (checkpoints go here; resumed if present)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--tiny", action="store_true", help="AvatarDiffusionConfig.tiny() sizes (smoke tests)")
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="start a new run from a trained model folder's weights (its plane statistics, its "
+                        "decoder and its step count; a fresh optimizer with a new warmup), e.g. to go on "
+                        "training assets/avatar-diffusion on a rebuilt dataset. Ignored when OUT resumes")
     for f in dataclasses.fields(TrainConfig):
         p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
                        help=f"(default {f.default})")
@@ -107,27 +112,57 @@ def main(argv: list[str] | None = None) -> int:
     portraits = (torch.stack([r.portrait for r in records]).float() / 255.0
                  if all(r.portrait is not None for r in records) else None)
     prompts = [r.prompts for r in records]
+    # [N, 3, C, r, r] the avatars fitted at the base model's resolution (None: an older dataset).
+    low_planes = stack_low_planes(records)
 
     # 2. The model (fresh, or the checkpoint's) and the optimiser.
     gen = torch.Generator().manual_seed(train.seed)
     state_path = out / STATE_FILE
     resume = (out / MODEL_FILE).exists() and state_path.exists()
+    init_step = 0
     if resume:
         model, decoder, _, _ = load_model(out)  # keep its decoder (it may be the noise-robust one)
         model.train()
+    elif args.init_from is not None:
+        # The planes only mean something under the decoder they were fitted with: build the dataset
+        # with `--decoder-from` the same folder (scripts/build_avatar_dataset.py).
+        dataset_decoder = decoder
+        model, decoder, _, init_info = load_model(args.init_from)
+        model.train()
+        if any(not torch.equal(a, b) for a, b in zip(decoder.state_dict().values(),
+                                                     dataset_decoder.state_dict().values())):
+            raise SystemExit(f"{args.data} was not fitted with the decoder of {args.init_from}: rebuild it with "
+                             f"scripts/build_avatar_dataset.py --decoder-from {args.init_from}")
+        init_step = int(init_info.get("steps", 0))
+        if model.config.low_planes is LowPlanes.POOLED and low_planes is not None:
+            # Move the base model onto the fitted low planes: their statistics replace the pooled
+            # ones (the fine-tune then adapts the denoiser; the upsampler's input changes likewise).
+            stats = plane_stats(planes, model.config.factor, low_planes=low_planes)
+            model.plane_low_mean.copy_(stats.low_mean)
+            model.plane_low_std.copy_(stats.low_std)
+            model.config = dataclasses.replace(model.config, low_planes=LowPlanes.FITTED)
+            log(f"the base model moves from pooled to fitted low planes (from {args.init_from})")
     else:
         config = (AvatarDiffusionConfig.tiny(triplane.channels, triplane.resolution) if args.tiny
                   else AvatarDiffusionConfig(plane_channels=triplane.channels, resolution=triplane.resolution))
+        if low_planes is None:
+            log(f"{args.data} has no fitted low planes (built before them): the base model learns pooled planes")
+            config = dataclasses.replace(config, low_planes=LowPlanes.POOLED)
         torch.manual_seed(train.seed)
-        model = AvatarDiffusion(config, plane_stats(planes, config.factor))
+        model = AvatarDiffusion(config, plane_stats(planes, config.factor, low_planes=low_planes))
+    if model.config.low_planes is LowPlanes.FITTED and (
+            low_planes is None or low_planes.shape[-1] != model.config.low_resolution):
+        raise SystemExit(f"the model learns fitted low planes at {model.config.low_resolution} texels and {args.data} "
+                         "has none of that size: add them with scripts/build_avatar_dataset.py --out "
+                         f"{args.data} --low-resolution {model.config.low_resolution}")
     if tuple(planes.shape[1:]) != (3, model.config.plane_channels, model.config.resolution, model.config.resolution):
         raise SystemExit(f"dataset planes {tuple(planes.shape[1:])} do not fit the model {model.config}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
-    step = 0
+    step = init_step
     ema = copy.deepcopy(model).eval()  # the model file holds the average (or, from older runs, the raw weights)
     for param in ema.parameters():
         param.requires_grad_(False)
-    warmup_from = 0  # the step the learning-rate warmup counts from
+    warmup_from = init_step  # the step the learning-rate warmup counts from
     if resume:
         state = torch.load(state_path, weights_only=False)
         if "raw_model" in state:
@@ -144,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         step = state["step"]
     alphas_cumprod = model.ddpm_scheduler().alphas_cumprod
     log(f"train: {len(records)} avatars {tuple(planes.shape[1:])} from {args.data} -> {out}; "
-        f"{'resumed at step ' + str(step) if resume else 'fresh'}; parameters "
+        f"{'resumed at step ' + str(step) if resume else f'from {args.init_from} at step {step}' if args.init_from else 'fresh'}; parameters "
         f"base {count_parameters(model.base):,} upsampler {count_parameters(model.upsampler):,} "
         f"text {count_parameters(model.text_encoder):,} portrait {count_parameters(model.portrait_encoder):,}; {train}")
 
@@ -172,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             prompts=[prompts[i][c % len(prompts[i])] for i, c in zip(index.tolist(), choice.tolist())],
             full_prompts=[prompts[i][0] for i in index.tolist()],
             portraits=portraits[index] if portraits is not None else None,
+            low_planes=low_planes[index] if low_planes is not None else None,
         )
         # 4. Loss, backward, clipped AdamW step with linear warmup.
         for group in optimizer.param_groups:

@@ -14,6 +14,7 @@ import torch
 from avatars.diffusion import (
     AvatarDiffusion,
     AvatarDiffusionConfig,
+    LowPlanes,
     TrainingBatch,
     downsample_planes,
     generate_planes,
@@ -49,17 +50,24 @@ def synthetic_planes(n: int = 8, channels: int = 4, resolution: int = 8, seed: i
     return 0.3 * fine.reshape(n, 3, channels, resolution, resolution) + 0.1
 
 
+def fitted_low_planes(planes: torch.Tensor) -> torch.Tensor:
+    """Stand-ins for planes fitted at half the resolution [n, 3, C, R/2, R/2]: close to the pooled
+    planes but not equal (a real low-resolution fit moves them to decode well on their own)."""
+    pooled = downsample_planes(planes, 2)
+    return 1.2 * pooled + 0.05
+
+
 def tiny_model(planes: torch.Tensor, seed: int = 0) -> AvatarDiffusion:
     torch.manual_seed(seed)
     config = AvatarDiffusionConfig.tiny(planes.shape[2], planes.shape[-1])
-    return AvatarDiffusion(config, plane_stats(planes, config.factor))
+    return AvatarDiffusion(config, plane_stats(planes, config.factor, low_planes=fitted_low_planes(planes)))
 
 
 def batch_of(planes: torch.Tensor, portraits: bool = True) -> TrainingBatch:
     n = planes.shape[0]
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(n)]
     images = torch.rand(n, 16, 16, 3, generator=torch.Generator().manual_seed(1)) if portraits else None
-    return TrainingBatch(planes, prompts, prompts, images)
+    return TrainingBatch(planes, prompts, prompts, images, low_planes=fitted_low_planes(planes))
 
 
 def train(model: AvatarDiffusion, planes: torch.Tensor, steps: int, lr: float = 3e-3, fixed: bool = True) -> list[float]:
@@ -92,17 +100,31 @@ def test_tokenizer_knows_every_caption_word():
 def test_config_json_round_trip():
     for config in (AvatarDiffusionConfig(), AvatarDiffusionConfig.tiny()):
         assert AvatarDiffusionConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
+    # Models saved before fitted low planes existed learned pooled ones, and load that way.
+    old = AvatarDiffusionConfig().to_json()
+    del old["low_planes"]
+    assert AvatarDiffusionConfig.from_json(old).low_planes is LowPlanes.POOLED
 
 
-def test_planes_are_normalised_and_pooled():
+def test_base_model_learns_the_fitted_low_planes():
     planes = synthetic_planes()
     model = tiny_model(planes)
     x = model.normalize(planes)
     assert torch.allclose(x.mean(dim=(0, 3, 4)), torch.zeros(3, 4), atol=1e-5)
     assert torch.allclose(model.denormalize(x), planes, atol=1e-6)
-    low = model.low_from_planes(planes)
+    fitted = fitted_low_planes(planes)
+    low = model.low_from_planes(planes, fitted)
     assert low.shape == (8, 3, 4, 4, 4)
-    assert torch.allclose(model.denormalize_low(low), downsample_planes(planes, 2), atol=1e-6)
+    assert torch.allclose(low.mean(dim=(0, 3, 4)), torch.zeros(3, 4), atol=1e-5)  # their own statistics
+    assert torch.allclose(model.denormalize_low(low), fitted, atol=1e-6)
+    with pytest.raises(ValueError, match="build_avatar_dataset"):  # a dataset without them says what to do
+        model.low_from_planes(planes)
+    with pytest.raises(ValueError, match="build_avatar_dataset"):
+        training_loss(model, dataclasses.replace(batch_of(planes), low_planes=None), torch.Generator().manual_seed(0))
+    # An older model (pooled low planes) still trains on the pooled planes alone.
+    pooled = dataclasses.replace(AvatarDiffusionConfig.tiny(4, 8), low_planes=LowPlanes.POOLED)
+    old = AvatarDiffusion(pooled, plane_stats(planes, pooled.factor))
+    assert torch.allclose(old.denormalize_low(old.low_from_planes(planes)), downsample_planes(planes, 2), atol=1e-6)
 
 
 def test_training_loss_decreases():

@@ -24,6 +24,7 @@ from avatars.triplane import (
     load_decoder,
     save_avatar,
     save_decoder,
+    stack_low_planes,
     stack_planes,
 )
 from dream3d.fields.triplane import TriplaneDecoder, TriplaneField
@@ -71,6 +72,17 @@ def test_new_avatar_with_frozen_decoder(shared):
     assert result["psnr_albedo"] > 20.0, result
     again, _ = fit_planes(avatar, decoder, MODEL, config, seed=7)
     assert torch.equal(planes, again)  # same avatar, same seed: same planes
+    # A low-resolution fit (the base diffusion model's data) that starts from the pooled planes
+    # gets further in a few steps than one from zero.
+    low_model = dataclasses.replace(MODEL, resolution=MODEL.resolution // 2)
+    short = dataclasses.replace(config, steps=30)
+    pooled = torch.nn.functional.avg_pool2d(planes, 2)
+    from_pooled, info_pooled = fit_planes(avatar, decoder, low_model, short, seed=7, initial=pooled)
+    _, info_zero = fit_planes(avatar, decoder, low_model, short, seed=7)
+    assert from_pooled.shape == low_model.plane_shape
+    assert info_pooled["loss"] < 0.7 * info_zero["loss"], (info_pooled, info_zero)
+    with pytest.raises(ValueError):
+        fit_planes(avatar, decoder, low_model, short, seed=7, initial=planes)  # wrong resolution
 
 
 def test_attributes_json_round_trip():
@@ -89,7 +101,8 @@ def test_save_load_round_trip(shared, tmp_path):
     for i in range(2):
         save_avatar(tmp_path, AvatarRecord(index=i, seed=i, attributes=avatars[i].attributes,
                                            prompts=["a test prompt", "another"], planes=planes[i],
-                                           portrait=portrait, fit={"loss": 0.1}))
+                                           portrait=portrait, fit={"loss": 0.1},
+                                           low_planes=torch.nn.functional.avg_pool2d(planes[i], 2)))
     loaded, model, records = load_dataset(tmp_path)
     assert model == MODEL
     points = torch.rand(512, 3) * 2 - 1
@@ -99,6 +112,8 @@ def test_save_load_round_trip(shared, tmp_path):
     assert records[1].attributes == avatars[1].attributes and records[1].prompts == ["a test prompt", "another"]
     assert torch.equal(records[0].portrait, portrait)
     assert stack_planes(records).shape == (2, *MODEL.plane_shape)
+    assert stack_low_planes(records).shape == (2, 3, MODEL.channels, MODEL.resolution // 2, MODEL.resolution // 2)
+    assert stack_low_planes([dataclasses.replace(records[0], low_planes=None), records[1]]) is None
     # Planes are stored as float16: the field they make is the same to a fraction of a percent.
     with torch.no_grad():
         d0 = avatar_field(planes[0], decoder, MODEL)(points)
