@@ -5,6 +5,8 @@ the exporters it calls.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from dream3d.atomic import write_with
+from dream3d.atomic import write_text_atomic, write_with
 from dream3d.cameras import Cameras, orbit_cameras
 from dream3d.config import RunConfig
 from dream3d.errors import Dream3DError
@@ -48,7 +50,7 @@ def export_meshes(folder: RunFolder, config: RunConfig, field: Field, formats: S
     if unknown:
         raise Dream3DError(f"unknown mesh format {unknown[0]!r}: use glb, obj or ply")
     mesh = make_mesh(config, field)
-    files: list[Path] = []
+    files: list[Path] = [write_mesh_report(folder, mesh)]
     if "glb" in formats:
         files.append(export_glb(mesh, folder.glb))
     if "obj" in formats:
@@ -56,6 +58,15 @@ def export_meshes(folder: RunFolder, config: RunConfig, field: Field, formats: S
     if "ply" in formats:
         files.append(export_ply(mesh, folder.ply))
     return files
+
+
+def write_mesh_report(folder: RunFolder, mesh) -> Path:
+    """mesh.json: the mesh's size and how its iso-level was chosen (`IsoLevelReport`), so a
+    disappointing mesh can be told apart from a disappointing field without re-extracting it."""
+    report = {"vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces)),
+              "iso": dataclasses.asdict(mesh.iso) if mesh.iso is not None else None}
+    write_text_atomic(folder.mesh_report, json.dumps(report, indent=1) + "\n")
+    return folder.mesh_report
 
 
 def render_views(config: RunConfig, field: Field, occupancy: OccupancyGrid | None, cameras: Cameras) -> Tensor:
@@ -86,4 +97,4 @@ def write_video(folder: RunFolder, config: RunConfig, field: Field, occupancy: O
     return [folder.preview, write_mp4(frames, folder.mp4, fps=video.fps), write_gif(frames, folder.gif, fps=video.gif_fps)]
 
 
-__all__ = ["MESH_FORMATS", "export_meshes", "make_mesh", "render_views", "write_video"]
+__all__ = ["MESH_FORMATS", "export_meshes", "make_mesh", "render_views", "write_mesh_report", "write_video"]

@@ -52,6 +52,11 @@ class RunFolder:
     def preview(self) -> Path:
         return self.root / "preview.png"
 
+    @property
+    def mesh_report(self) -> Path:
+        """How the meshes were extracted (iso-level, silhouette check, floaters), as JSON."""
+        return self.root / "mesh.json"
+
 
 def slugify(prompt: str, max_length: int = 40) -> str:
     """'A red mushroom!' -> 'a-red-mushroom'."""

@@ -106,6 +106,8 @@ def main(argv=None) -> int:
         generate(prompt, out=run_dir, seed=args.seed, prior=args.prior, overrides=args.overrides, progress=False)
         seconds = time.perf_counter() - start
         row = {"prompt": prompt, "object": object_id, "seconds": round(seconds, 1), **score(run_dir / "model.glb", object_id, colour)}
+        if (run_dir / "mesh.json").exists():  # the iso-level and whether its check fell back
+            row["mesh"] = json.loads((run_dir / "mesh.json").read_text())
         results.append(row)
         print(f"{prompt:34s} {row['iou']:6.3f} {row['delta_e']:6.1f} {seconds:6.0f}", flush=True)
         with open(args.out / "results.jsonl", "a") as f:

@@ -37,7 +37,7 @@ TINY_SETS = [
 TINY = [arg for override in TINY_SETS for arg in ("--set", override)]
 """The same as command-line flags."""
 RUN_FILES = ("model.glb", "model.obj", "model.mtl", "model.png", "model.ply", "turntable.mp4", "turntable.gif",
-             "preview.png", "config.yaml", "checkpoint.pt", "metrics.jsonl")
+             "preview.png", "config.yaml", "checkpoint.pt", "metrics.jsonl", "mesh.json")
 
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -68,6 +68,8 @@ def test_the_cli_writes_a_complete_run_folder(finished_run):
     assert [m["step"] for m in lines] == [1, 2, 3]
     assert all(np.isfinite(m["loss"]) for m in lines)
     assert read_checkpoint(finished_run / "checkpoint.pt")["step"] == 3
+    mesh = json.loads((finished_run / "mesh.json").read_text())  # how the mesh was cut from the field
+    assert mesh["faces"] > 0 and np.isfinite(mesh["iso"]["level"]) and 0.0 <= mesh["iso"]["silhouette_iou"] <= 1.0
 
 
 def test_run_outputs_open_as_what_they_claim(finished_run):
