@@ -1,0 +1,95 @@
+"""Where does the avatar model lose attributes? Attribute accuracy of dataset avatars after each
+stage of generation, read by the classifier of scripts/eval_avatars.py.
+
+Rows, on the first N avatars of the dataset (the training set: this measures what each stage
+can keep, not generalisation), each against the avatar's own attributes:
+(1) its fitted planes at R; (2) its fitted low planes at r, rendered as they are (pooled planes
+for a model that learns pooled ones); (3) those upsampled bilinearly to R (the upsampler's
+input); (4) the learned upsampler; (5) the low planes noised to step t and denoised back by DDIM
+with the avatar's full caption, then upsampled; (6) generation from pure noise with that caption.
+
+    OMP_NUM_THREADS=2 python scripts/diagnose_avatar_stages.py --data data/avatars --model assets/avatar-diffusion -n 40
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import torch
+
+from avatars.attribute_classifier import EVALUATED_ATTRIBUTES, applicable, load_classifier, render_attribute_views
+from avatars.diffusion import LowPlanes, initial_noise, load_model, upsample_planes
+from avatars.generate import SamplingConfig, generate
+from avatars.rollout import roll_in, roll_out
+from avatars.triplane import avatar_field, load_avatar
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=Path("data/avatars"), help="dataset folder")
+    p.add_argument("--model", type=Path, default=Path("assets/avatar-diffusion"))
+    p.add_argument("--classifier", type=Path, default=Path("assets/avatar-classifier"))
+    p.add_argument("-n", "--num", type=int, default=40, help="dataset avatars")
+    p.add_argument("--renoise", type=int, nargs="*", default=[300, 600], help="steps t to noise to and denoise from")
+    p.add_argument("--guidance", type=float, default=SamplingConfig.guidance_scale)
+    args = p.parse_args(argv)
+    model, decoder, triplane, info = load_model(args.model)
+    classifier, _ = load_classifier(args.classifier)
+    records = [load_avatar(f) for f in sorted((args.data / "avatars").glob("*.safetensors"))[:args.num]]
+    if not records:
+        raise SystemExit(f"no avatars in {args.data}/avatars")
+    wanted = [{k: getattr(r.attributes, k) for k in EVALUATED_ATTRIBUTES if applicable(r.attributes, k)}
+              for r in records]
+    print(f"model {args.model} (step {info.get('steps')}, {model.config.low_planes.value} low planes), "
+          f"{len(records)} dataset avatars, guidance {args.guidance}")
+    print("| stage | " + " | ".join(EVALUATED_ATTRIBUTES) + " | mean |\n" + "|---" * (len(EVALUATED_ATTRIBUTES) + 2) + "|")
+
+    def row(label: str, planes: torch.Tensor) -> None:
+        """planes [N, 3, C, R', R'] at any resolution -> one table row."""
+        config = dataclasses.replace(triplane, resolution=planes.shape[-1])
+        views = torch.stack([render_attribute_views(avatar_field(x, decoder, config).eval()) for x in planes])
+        predicted = classifier.predict(views)
+        accuracy = {}
+        for name in EVALUATED_ATTRIBUTES:
+            pairs = [(a[name], w[name]) for a, w in zip(predicted, wanted) if name in w]
+            accuracy[name] = sum(a == b for a, b in pairs) / max(len(pairs), 1)
+        mean = sum(accuracy.values()) / len(accuracy)
+        print(f"| {label} | " + " | ".join(f"{v:.2f}" for v in accuracy.values()) + f" | {mean:.3f} |", flush=True)
+
+    fitted = model.config.low_planes is LowPlanes.FITTED
+    planes = torch.stack([r.planes for r in records])  # [N, 3, C, R, R]
+    low_planes = (torch.stack([r.low_planes for r in records]) if fitted and all(r.low_planes is not None for r in records)
+                  else None)
+    if fitted and low_planes is None:
+        raise SystemExit(f"{args.data} has no fitted low planes: add them with scripts/build_avatar_dataset.py")
+    with torch.no_grad():
+        # 1-4. The representation and the upsampler.
+        row("1 fitted planes (R)", planes)
+        low = model.low_from_planes(planes, low_planes)  # normalised [N, 3, C, r, r]
+        row("2 low planes (r)", model.denormalize_low(low))
+        row("3 low planes, bilinear to R", upsample_planes(model.denormalize_low(low), model.config.resolution, fitted))
+        cond = model.encode_text([r.prompts[0] for r in records])
+        level = torch.full((len(records),), model.config.upsampler_noise_sample)
+        row("4 learned upsampler", model.denormalize(model.upsample(low, cond, level)))
+        # 5. Partial denoising: how much of its own avatar the base model keeps from step t.
+        alphas_cumprod = model.ddpm_scheduler().alphas_cumprod
+        scheduler = model.ddim_scheduler()
+        scheduler.set_timesteps(SamplingConfig.steps)
+        for t_start in args.renoise:
+            noise = torch.randn(roll_out(low).shape, generator=torch.Generator().manual_seed(1))
+            steps = [t for t in scheduler.timesteps if t <= t_start]
+            a = alphas_cumprod[steps[0]]
+            x = a.sqrt() * roll_out(low) + (1 - a).sqrt() * noise
+            for t in steps:
+                x = scheduler.step(model.base.guided(x, t, cond, args.guidance), t, x, eta=0.0).prev_sample
+            row(f"5 noised to t={t_start}, denoised", model.denormalize(model.upsample(roll_in(x), cond, level)))
+        # 6. Generation from pure noise.
+        noise = torch.cat([initial_noise(model.config, 1, torch.Generator().manual_seed(i)) for i in range(len(records))])
+        row("6 generated from noise", generate(model, cond, SamplingConfig(guidance_scale=args.guidance), noise).planes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
