@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--classifier", type=Path, default=Path("assets/avatar-classifier"))
     p.add_argument("-n", "--num", type=int, default=40, help="dataset avatars")
     p.add_argument("--renoise", type=int, nargs="*", default=[300, 600], help="steps t to noise to and denoise from")
-    p.add_argument("--guidance", type=float, default=SamplingConfig.guidance_scale)
+    p.add_argument("--guidance", type=float, nargs="+", default=[SamplingConfig.guidance_scale],
+                   help="classifier-free guidance scales (row 5 uses the first; row 6 is repeated for each)")
+    p.add_argument("--generate-only", action="store_true", help="only row 6")
     args = p.parse_args(argv)
     model, decoder, triplane, info = load_model(args.model)
     classifier, _ = load_classifier(args.classifier)
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [{k: getattr(r.attributes, k) for k in EVALUATED_ATTRIBUTES if applicable(r.attributes, k)}
               for r in records]
     print(f"model {args.model} (step {info.get('steps')}, {model.config.low_planes.value} low planes), "
-          f"{len(records)} dataset avatars, guidance {args.guidance}")
+          f"{len(records)} dataset avatars")
     print("| stage | " + " | ".join(EVALUATED_ATTRIBUTES) + " | mean |\n" + "|---" * (len(EVALUATED_ATTRIBUTES) + 2) + "|")
 
     def row(label: str, planes: torch.Tensor) -> None:
@@ -65,29 +67,32 @@ def main(argv: list[str] | None = None) -> int:
     if fitted and low_planes is None:
         raise SystemExit(f"{args.data} has no fitted low planes: add them with scripts/build_avatar_dataset.py")
     with torch.no_grad():
-        # 1-4. The representation and the upsampler.
-        row("1 fitted planes (R)", planes)
         low = model.low_from_planes(planes, low_planes)  # normalised [N, 3, C, r, r]
-        row("2 low planes (r)", model.denormalize_low(low))
-        row("3 low planes, bilinear to R", upsample_planes(model.denormalize_low(low), model.config.resolution, fitted))
         cond = model.encode_text([r.prompts[0] for r in records])
         level = torch.full((len(records),), model.config.upsampler_noise_sample)
-        row("4 learned upsampler", model.denormalize(model.upsample(low, cond, level)))
-        # 5. Partial denoising: how much of its own avatar the base model keeps from step t.
-        alphas_cumprod = model.ddpm_scheduler().alphas_cumprod
-        scheduler = model.ddim_scheduler()
-        scheduler.set_timesteps(SamplingConfig.steps)
-        for t_start in args.renoise:
-            noise = torch.randn(roll_out(low).shape, generator=torch.Generator().manual_seed(1))
-            steps = [t for t in scheduler.timesteps if t <= t_start]
-            a = alphas_cumprod[steps[0]]
-            x = a.sqrt() * roll_out(low) + (1 - a).sqrt() * noise
-            for t in steps:
-                x = scheduler.step(model.base.guided(x, t, cond, args.guidance), t, x, eta=0.0).prev_sample
-            row(f"5 noised to t={t_start}, denoised", model.denormalize(model.upsample(roll_in(x), cond, level)))
-        # 6. Generation from pure noise.
+        if not args.generate_only:
+            # 1-4. The representation and the upsampler.
+            row("1 fitted planes (R)", planes)
+            row("2 low planes (r)", model.denormalize_low(low))
+            row("3 low planes, bilinear to R", upsample_planes(model.denormalize_low(low), model.config.resolution, fitted))
+            row("4 learned upsampler", model.denormalize(model.upsample(low, cond, level)))
+            # 5. Partial denoising: how much of its own avatar the base model keeps from step t.
+            alphas_cumprod = model.ddpm_scheduler().alphas_cumprod
+            scheduler = model.ddim_scheduler()
+            scheduler.set_timesteps(SamplingConfig.steps)
+            for t_start in args.renoise:
+                noise = torch.randn(roll_out(low).shape, generator=torch.Generator().manual_seed(1))
+                steps = [t for t in scheduler.timesteps if t <= t_start]
+                a = alphas_cumprod[steps[0]]
+                x = a.sqrt() * roll_out(low) + (1 - a).sqrt() * noise
+                for t in steps:
+                    x = scheduler.step(model.base.guided(x, t, cond, args.guidance[0]), t, x, eta=0.0).prev_sample
+                row(f"5 noised to t={t_start}, denoised", model.denormalize(model.upsample(roll_in(x), cond, level)))
+        # 6. Generation from pure noise, at each guidance scale.
         noise = torch.cat([initial_noise(model.config, 1, torch.Generator().manual_seed(i)) for i in range(len(records))])
-        row("6 generated from noise", generate(model, cond, SamplingConfig(guidance_scale=args.guidance), noise).planes)
+        for scale in args.guidance:
+            row(f"6 generated from noise, guidance {scale:g}",
+                generate(model, cond, SamplingConfig(guidance_scale=scale), noise).planes)
     return 0
 
 
