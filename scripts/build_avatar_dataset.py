@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     stats["torch_threads"] = torch.get_num_threads()
     write_json(stats_path, stats)
     log(f"done: {written}/{args.num} avatars; this run {stats['last_run_seconds']}s, "
-        f"{stats['avatars']['seconds_per_avatar_this_run']} s/avatar, peak {stats['peak_memory_mb']} MB")
+        f"{f'{seconds_now / done_now:.2f} s per new avatar, ' if done_now else 'no new avatars, '}"
+        f"peak {stats['peak_memory_mb']} MB")
     return 0
 
 
