@@ -40,6 +40,23 @@ def applicable(attributes: AvatarAttributes, name: str) -> bool:
     return not (name == "hair_colour" and attributes.hair_style is HairStyle.BALD)
 
 
+def visible_attributes(attributes: AvatarAttributes) -> dict[str, object]:
+    """{name: value} of the evaluated attributes the avatar can show (see `applicable`)."""
+    return {n: getattr(attributes, n) for n in EVALUATED_ATTRIBUTES if applicable(attributes, n)}
+
+
+def attribute_accuracy(predicted: list[dict], wanted: list[dict]) -> dict[str, float]:
+    """Per evaluated attribute, the share of cases whose wanted value (where a case names the
+    attribute) the prediction matches; 'mean' is the mean over the attributes scored."""
+    result = {}
+    for name in EVALUATED_ATTRIBUTES:
+        pairs = [(p[name], w[name]) for p, w in zip(predicted, wanted) if name in w]
+        if pairs:
+            result[name] = sum(a == b for a, b in pairs) / len(pairs)
+    result["mean"] = sum(result.values()) / len(result)
+    return result
+
+
 def attribute_cameras(size: int = 48, distance: float = 3.1, fov_deg: float = 20.0) -> Cameras:
     """Three cameras around the head (VIEW_AZIMUTHS_DEG, 5 degrees up), framing it tightly."""
     az = torch.tensor(VIEW_AZIMUTHS_DEG)

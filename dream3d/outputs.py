@@ -10,7 +10,7 @@ import json
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import Tensor
@@ -23,6 +23,9 @@ from dream3d.fields import Field
 from dream3d.renderer import OccupancyGrid, ShadingMode, SolidBackground, render_cameras
 from dream3d.runfolder import RunFolder
 from dream3d.video import render_turntable, to_uint8, write_gif, write_mp4
+
+if TYPE_CHECKING:
+    from dream3d.mesh import Mesh
 
 MESH_FORMATS = ("glb", "obj", "ply")
 
@@ -60,7 +63,7 @@ def export_meshes(folder: RunFolder, config: RunConfig, field: Field, formats: S
     return files
 
 
-def write_mesh_report(folder: RunFolder, mesh) -> Path:
+def write_mesh_report(folder: RunFolder, mesh: "Mesh") -> Path:
     """mesh.json: the mesh's size and how its iso-level was chosen (`IsoLevelReport`), so a
     disappointing mesh can be told apart from a disappointing field without re-extracting it."""
     report = {"vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces)),

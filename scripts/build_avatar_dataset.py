@@ -40,8 +40,8 @@ from avatars.triplane import (
     avatar_path,
     decoder_path,
     fit_planes,
-    load_avatar,
     fit_shared,
+    load_avatar,
     load_decoder,
     save_avatar,
     save_decoder,
@@ -140,9 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     low_model = dataclasses.replace(model, resolution=args.low_resolution) if args.low_resolution else None
     low_fit = dataclasses.replace(PLANE_FIT, steps=args.low_plane_steps)
 
-    def fit_low(avatar: AvatarSDF, planes: torch.Tensor, seed: int) -> tuple[torch.Tensor, dict]:
+    def fit_low(avatar: AvatarSDF, planes: torch.Tensor, seed: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """Low planes [3, C, r, r] from the pooled `planes`, and their fit figures as record.fit entries."""
         pooled = downsample_planes(planes[None], model.resolution // args.low_resolution)[0]
-        return fit_planes(avatar, decoder, low_model, low_fit, seed=seed, initial=pooled)
+        low_planes, info = fit_planes(avatar, decoder, low_model, low_fit, seed=seed, initial=pooled)
+        return low_planes, {f"low_{k}": round(v, 5) for k, v in info.items()}
 
     for i in range(shard_index, args.num, shard_count):
         if avatar_path(out, i).exists():
@@ -153,11 +155,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             # Built before low planes existed: add them (the planes themselves are kept).
             t = time.perf_counter()
-            record.low_planes, low_info = fit_low(AvatarSDF(record.attributes), record.planes, record.seed)
-            record.fit |= {f"low_{k}": round(v, 5) for k, v in low_info.items()}
+            record.low_planes, low_fit_figures = fit_low(AvatarSDF(record.attributes), record.planes, record.seed)
+            record.fit |= low_fit_figures
             save_avatar(out, record)
             log(f"avatar {i:5d}/{args.num}  low planes added in {time.perf_counter() - t:.1f}s  "
-                f"loss {low_info['loss']:.5f}")
+                f"loss {low_fit_figures['low_loss']:.5f}")
             continue
         t = time.perf_counter()
         seed = args.first_seed + i
@@ -166,11 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         planes, info = fit_planes(avatar, decoder, model, plane_fit, seed=seed)
         # (The low fit draws its own ground-truth points: the same planes whether an avatar was
         # built with its low planes or had them added later.)
-        low_planes, low_info = fit_low(avatar, planes, seed) if low_model is not None else (None, {})
+        low_planes, low_fit_figures = fit_low(avatar, planes, seed) if low_model is not None else (None, {})
         portrait = render_portrait(AvatarField(avatar, sharpness=model.sharpness))
         prompts = [describe(attributes, torch.Generator().manual_seed(seed * PROMPTS_PER_AVATAR + j),
                             drop_probability=0.0 if j == 0 else 0.25) for j in range(PROMPTS_PER_AVATAR)]
-        fit = {k: round(v, 5) for k, v in info.items()} | {f"low_{k}": round(v, 5) for k, v in low_info.items()}
+        fit = {k: round(v, 5) for k, v in info.items()} | low_fit_figures
         save_avatar(out, AvatarRecord(index=i, seed=seed, attributes=attributes, prompts=prompts, planes=planes,
                                       portrait=portrait, fit=fit, low_planes=low_planes))
         elapsed = time.perf_counter() - t

@@ -19,7 +19,13 @@ from pathlib import Path
 
 import torch
 
-from avatars.attribute_classifier import EVALUATED_ATTRIBUTES, applicable, load_classifier, render_attribute_views
+from avatars.attribute_classifier import (
+    EVALUATED_ATTRIBUTES,
+    attribute_accuracy,
+    load_classifier,
+    render_attribute_views,
+    visible_attributes,
+)
 from avatars.diffusion import LowPlanes, initial_noise, load_model, upsample_planes
 from avatars.generate import SamplingConfig, generate
 from avatars.rollout import roll_in, roll_out
@@ -42,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     records = [load_avatar(f) for f in sorted((args.data / "avatars").glob("*.safetensors"))[:args.num]]
     if not records:
         raise SystemExit(f"no avatars in {args.data}/avatars")
-    wanted = [{k: getattr(r.attributes, k) for k in EVALUATED_ATTRIBUTES if applicable(r.attributes, k)}
-              for r in records]
+    wanted = [visible_attributes(r.attributes) for r in records]
     print(f"model {args.model} (step {info.get('steps')}, {model.config.low_planes.value} low planes), "
           f"{len(records)} dataset avatars")
     print("| stage | " + " | ".join(EVALUATED_ATTRIBUTES) + " | mean |\n" + "|---" * (len(EVALUATED_ATTRIBUTES) + 2) + "|")
@@ -52,13 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         """planes [N, 3, C, R', R'] at any resolution -> one table row."""
         config = dataclasses.replace(triplane, resolution=planes.shape[-1])
         views = torch.stack([render_attribute_views(avatar_field(x, decoder, config).eval()) for x in planes])
-        predicted = classifier.predict(views)
-        accuracy = {}
-        for name in EVALUATED_ATTRIBUTES:
-            pairs = [(a[name], w[name]) for a, w in zip(predicted, wanted) if name in w]
-            accuracy[name] = sum(a == b for a, b in pairs) / max(len(pairs), 1)
-        mean = sum(accuracy.values()) / len(accuracy)
-        print(f"| {label} | " + " | ".join(f"{v:.2f}" for v in accuracy.values()) + f" | {mean:.3f} |", flush=True)
+        accuracy = attribute_accuracy(classifier.predict(views), wanted)
+        print(f"| {label} | " + " | ".join(f"{accuracy[n]:.2f}" if n in accuracy else "-" for n in EVALUATED_ATTRIBUTES)
+              + f" | {accuracy['mean']:.3f} |", flush=True)
 
     fitted = model.config.low_planes is LowPlanes.FITTED
     planes = torch.stack([r.planes for r in records])  # [N, 3, C, R, R]

@@ -27,7 +27,14 @@ from pathlib import Path
 
 import torch
 
-from avatars.attribute_classifier import EVALUATED_ATTRIBUTES, applicable, load_classifier, render_attribute_views
+from avatars.attribute_classifier import (
+    EVALUATED_ATTRIBUTES,
+    applicable,
+    attribute_accuracy,
+    load_classifier,
+    render_attribute_views,
+    visible_attributes,
+)
 from avatars.diffusion import initial_noise
 from avatars.engine import AvatarField, AvatarSDF, Hat, sample_attributes
 from avatars.evaluation import render_portrait
@@ -54,25 +61,10 @@ def generate_views(model, decoder, triplane, cond: torch.Tensor, seeds: list[int
     return torch.stack(views), (time.perf_counter() - t) / len(seeds)
 
 
-def score(predicted: list[dict], wanted: list[dict]) -> dict[str, float]:
-    """Accuracy per attribute over the cases that name (and can show) it; 'mean' over attributes."""
-    result = {}
-    for name in EVALUATED_ATTRIBUTES:
-        pairs = [(p[name], w[name]) for p, w in zip(predicted, wanted) if name in w]
-        if pairs:
-            result[name] = sum(a == b for a, b in pairs) / len(pairs)
-    result["mean"] = sum(result.values()) / len(result)
-    return result
-
-
 def named_attributes(prompt: str, attributes) -> dict:
     """The evaluated attributes a prompt names (as parsed), that the avatar can show."""
     named = parse_prompt(prompt).specified()
     return {k: getattr(attributes, k) for k in EVALUATED_ATTRIBUTES if k in named and applicable(attributes, k)}
-
-
-def all_attributes(attributes) -> dict:
-    return {k: getattr(attributes, k) for k in EVALUATED_ATTRIBUTES if applicable(attributes, k)}
 
 
 def table(rows: dict[str, dict[str, float]]) -> str:
@@ -137,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     attrs = [sample_attributes(EVAL_SEED + i) for i in range(n)]
     sharpness = triplane.sharpness
     truth_views = torch.stack([render_attribute_views(AvatarField(AvatarSDF(a), sharpness=sharpness)) for a in attrs])
-    rows = {"classifier on engine renders": score(classifier.predict(truth_views), [all_attributes(a) for a in attrs])}
+    rows = {"classifier on engine renders": attribute_accuracy(classifier.predict(truth_views), [visible_attributes(a) for a in attrs])}
 
     # 2. Text, full and short prompts.
     seeds = list(range(n))
@@ -148,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                                              args.batch_size)
         short_views, _ = generate_views(model, decoder, triplane, model.encode_text(short), seeds, sampling,
                                         args.batch_size)
-    rows["text, full prompt"] = score(classifier.predict(full_views), [named_attributes(t, a) for t, a in zip(full, attrs)])
-    rows["text, short prompt"] = score(classifier.predict(short_views),
+    rows["text, full prompt"] = attribute_accuracy(classifier.predict(full_views), [named_attributes(t, a) for t, a in zip(full, attrs)])
+    rows["text, short prompt"] = attribute_accuracy(classifier.predict(short_views),
                                        [named_attributes(t, a) for t, a in zip(short, attrs)])
 
     # 3. Portraits of held-out engine avatars.
@@ -158,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         portrait_views, _ = generate_views(model, decoder, triplane, model.encode_portrait(portraits.float() / 255.0),
                                            seeds, sampling, args.batch_size)
-    rows["portrait"] = score(classifier.predict(portrait_views), [all_attributes(a) for a in held_out])
+    rows["portrait"] = attribute_accuracy(classifier.predict(portrait_views), [visible_attributes(a) for a in held_out])
 
     # 4. Diversity: a second seed for the first prompts.
     k = min(args.diversity, n)

@@ -60,3 +60,15 @@ def test_saved_classifier_loads_with_the_same_predictions(tmp_path):
     assert info["heldout_mean_accuracy"] == 0.5
     for name, logits in model(views).items():
         torch.testing.assert_close(loaded(views)[name], logits)
+
+
+def test_accuracy_scores_only_what_a_case_names_and_can_show():
+    from avatars.attribute_classifier import attribute_accuracy, visible_attributes
+    from avatars.engine import sample_attributes
+
+    bald = sample_attributes(0).replace(hair_style=HairStyle.BALD)
+    assert "hair_colour" not in visible_attributes(bald) and "hair_style" in visible_attributes(bald)
+    wanted = [{"glasses": "round", "age": "old"}, {"glasses": "none"}]
+    predicted = [{"glasses": "round", "age": "young"}, {"glasses": "round", "age": "old"}]
+    accuracy = attribute_accuracy(predicted, wanted)
+    assert accuracy == {"glasses": 0.5, "age": 0.0, "mean": 0.25}  # the second case names no age
