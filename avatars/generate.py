@@ -1,7 +1,7 @@
 """A prompt or a portrait -> an avatar run folder, through the trained avatar diffusion model.
 
     model, decoder, triplane, info = load_trained(model_dir)      # one clear error if not trained
-    cond = text_condition(model, "an old man with short gray hair wearing glasses")      # [1, D]
+    cond = text_condition(model, "an old man with short gray hair wearing glasses")      # AvatarCondition, B = 1
     result = generate(model, cond, SamplingConfig(seed=3))        # base sample -> upsample -> planes
     field = avatar_field(result.planes[0], decoder, triplane)     # a dream3d TriplaneField
     edited = generate(model, text_condition(model, edited_prompt(prompt, "wearing a cap")),
@@ -24,7 +24,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from avatars.diffusion import AvatarDiffusion, GeneratedPlanes, generate_planes, initial_noise, is_model_folder, load_model
+from avatars.diffusion import (
+    AvatarCondition,
+    AvatarDiffusion,
+    GeneratedPlanes,
+    generate_planes,
+    initial_noise,
+    is_model_folder,
+    load_model,
+)
 from avatars.triplane import AvatarTriplaneConfig, avatar_field
 from dream3d.errors import Dream3DError, UsageError
 from dream3d.fields.triplane import TriplaneDecoder
@@ -96,22 +104,22 @@ def edited_prompt(prompt: str, edit: str) -> str:
 
 
 @torch.no_grad()
-def text_condition(model: AvatarDiffusion, prompt: str) -> Tensor:
-    """[1, D]."""
-    return model.encode_text([prompt])
+def text_condition(model: AvatarDiffusion, prompt: str) -> AvatarCondition:
+    """One prompt -> its condition (B = 1)."""
+    return model.condition_text([prompt])
 
 
 @torch.no_grad()
-def portrait_condition(model: AvatarDiffusion, portrait: Tensor) -> Tensor:
-    """portrait [H, W, 3] in [0, 1] -> [1, D]."""
-    return model.encode_portrait(portrait[None])
+def portrait_condition(model: AvatarDiffusion, portrait: Tensor) -> AvatarCondition:
+    """portrait [H, W, 3] in [0, 1] -> its condition (B = 1)."""
+    return model.condition_portrait(portrait[None])
 
 
-def generate(model: AvatarDiffusion, cond: Tensor, sampling: SamplingConfig = SamplingConfig(),
+def generate(model: AvatarDiffusion, cond: AvatarCondition, sampling: SamplingConfig = SamplingConfig(),
              noise: Tensor | None = None) -> GeneratedPlanes:
-    """Condition [B, D] -> planes [B, 3, C, R, R]. noise [B, C, r, 3r] defaults to the seed's."""
+    """B conditions -> planes [B, 3, C, R, R]. noise [B, C, r, 3r] defaults to the seed's."""
     if noise is None:
-        noise = initial_noise(model.config, cond.shape[0], torch.Generator().manual_seed(sampling.seed))
+        noise = initial_noise(model.config, len(cond), torch.Generator().manual_seed(sampling.seed))
     return generate_planes(model, cond, noise, sampling.steps, sampling.guidance_scale)
 
 
@@ -152,7 +160,7 @@ def run_from_cli(args: argparse.Namespace) -> int:
     with torch.no_grad():
         cond = portrait_condition(model, portrait) if portrait is not None else text_condition(model, args.prompt)
     noise = initial_noise(model.config, 1, torch.Generator().manual_seed(args.seed))
-    jobs: list[tuple[str, Tensor, Path | None]] = []
+    jobs: list[tuple[str, AvatarCondition, Path | None]] = []
     label = args.prompt if args.prompt is not None else f"photo {Path(args.photo).name}"
     root = args.out if args.out is not None else default_run_dir(f"avatar-{slugify(label)}")
     jobs.append((label, cond, root))

@@ -63,6 +63,11 @@ class TriplaneUNetConfig:
     """Heads of the mid attention (the lowest width must be divisible by it)."""
     dropout: float = 0.0
     """Dropout inside each block, before its second conv."""
+    spatial_channels: int = 0
+    """Channels S of an optional spatial condition [B, S, R, 3R] laid out like the input (e.g. a
+    template of the planes the condition asks for). It enters the first feature map through a
+    zero-initialised conv, so a trained model gains it without changing its outputs, and it is
+    dropped (zeroed) together with `cond`. 0: none."""
 
     def __post_init__(self):
         factor = 2 ** (len(self.channels) - 1)
@@ -155,6 +160,10 @@ class TriplaneUNet(nn.Module):
         self.plane_embedding = nn.Parameter(torch.zeros(NUM_PLANES, widths[0]))
 
         self.conv_in = PlaneConv(config.plane_channels, widths[0])
+        self.spatial_in = PlaneConv(config.spatial_channels, widths[0]) if config.spatial_channels else None
+        if self.spatial_in is not None:
+            for param in self.spatial_in.parameters():
+                nn.init.zeros_(param)
         self.down_blocks = nn.ModuleList()
         self.downsamples = nn.ModuleList()
         skip_widths = []
@@ -194,11 +203,12 @@ class TriplaneUNet(nn.Module):
         return nn.functional.silu(emb)
 
     def forward(self, x: Tensor, t: Tensor | float, cond: Tensor | None = None,
-                drop_cond: Tensor | None = None) -> Tensor:
+                drop_cond: Tensor | None = None, spatial: Tensor | None = None) -> Tensor:
         """x: [B, C, R, 3R] rolled-out planes; t: [B] or a scalar timestep; cond: [B, D] or
         None (unconditional: the null condition for all); drop_cond: [B] bool, True where
-        `cond` is replaced by the null condition (classifier-free-guidance training).
-        Returns [B, C, R, 3R]."""
+        `cond` is replaced by the null condition (classifier-free-guidance training);
+        spatial: [B, S, R, 3R] or None, the spatial condition (`spatial_channels`; zeros where
+        it is None, cond is None or cond is dropped). Returns [B, C, R, 3R]."""
         b, c, r, w = x.shape
         if c != self.config.plane_channels or w != NUM_PLANES * r or r % 2 ** (len(self.config.channels) - 1):
             raise ValueError(f"expected [B, {self.config.plane_channels}, R, 3R] with R divisible by "
@@ -207,6 +217,12 @@ class TriplaneUNet(nn.Module):
         emb = self.embed(t, cond, drop_cond)  # [B, E]
 
         h = self.conv_in(x)  # [B, W0, R, 3R]
+        if self.spatial_in is not None:  # no spatial condition is a zero one (the learned conv has a bias)
+            if spatial is None or cond is None:
+                spatial = x.new_zeros(b, self.config.spatial_channels, r, w)
+            elif drop_cond is not None:
+                spatial = spatial * (~drop_cond).to(spatial.dtype)[:, None, None, None]  # the null condition has none
+            h = h + self.spatial_in(spatial)
         h = (h.unflatten(-1, (NUM_PLANES, r)) + self.plane_embedding.T[None, :, None, :, None]).flatten(-2)
         skips = []
         blocks = iter(self.down_blocks)
@@ -228,13 +244,16 @@ class TriplaneUNet(nn.Module):
 
         return self.conv_out(nn.functional.silu(self.norm_out(h)))  # [B, C, R, 3R]
 
-    def guided(self, x: Tensor, t: Tensor | float, cond: Tensor, guidance_scale: float) -> Tensor:
+    def guided(self, x: Tensor, t: Tensor | float, cond: Tensor, guidance_scale: float,
+               spatial: Tensor | None = None) -> Tensor:
         """Classifier-free guidance in one batch of 2B: uncond + s (cond - uncond).
-        x: [B, C, R, 3R]; cond: [B, D]. Returns [B, C, R, 3R]."""
+        x: [B, C, R, 3R]; cond: [B, D]; spatial: [B, S, R, 3R] or None (the unconditional
+        half never sees it). Returns [B, C, R, 3R]."""
         b = x.shape[0]
         t = torch.as_tensor(t, device=x.device).reshape(-1).expand(b)
         drop = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(x.device)
-        out = self(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, cond]), drop_cond=drop)
+        out = self(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, cond]), drop_cond=drop,
+                   spatial=None if spatial is None else torch.cat([spatial, spatial]))
         cond_out, uncond_out = out.chunk(2)
         return uncond_out + guidance_scale * (cond_out - uncond_out)
 

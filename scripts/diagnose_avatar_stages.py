@@ -3,9 +3,10 @@ stage of generation, read by the classifier of scripts/eval_avatars.py.
 
 Rows, on the first N avatars of the dataset (the training set: this measures what each stage
 can keep, not generalisation), each against the avatar's own attributes:
-(1) its fitted planes at R; (2) its fitted low planes at r, rendered as they are (pooled planes
-for a model that learns pooled ones); (3) those upsampled bilinearly to R (the upsampler's
-input); (4) the learned upsampler; (5) the low planes noised to step t and denoised back by DDIM
+(0) the attribute template of its caption (models with one) added to the mean low planes of
+the N avatars, bilinearly upsampled; (1) its fitted planes at R; (2) its fitted low planes at r,
+rendered as they are (pooled planes for a model that learns pooled ones); (3) those upsampled
+bilinearly to R (the upsampler's input); (4) the learned upsampler; (5) the low planes noised to step t and denoised back by DDIM
 with the avatar's full caption, then upsampled; (6) generation from pure noise with that caption.
 
     OMP_NUM_THREADS=2 python scripts/diagnose_avatar_stages.py --data data/avatars --model assets/avatar-diffusion -n 40
@@ -69,26 +70,33 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.data} has no fitted low planes: add them with scripts/build_avatar_dataset.py")
     with torch.no_grad():
         low = model.low_from_planes(planes, low_planes)  # normalised [N, 3, C, r, r]
-        cond = model.encode_text([r.prompts[0] for r in records])
+        cond = model.condition_text([r.prompts[0] for r in records])
         level = torch.full((len(records),), model.config.upsampler_noise_sample)
         if not args.generate_only:
+            # 0. The attribute template alone (the base model's spatial input), on the mean low planes
+            #    of these avatars: how much an additive guess from the named attributes carries.
+            if model.config.attribute_template:
+                guess = low.mean(0) + roll_in(model.template(cond.attributes))  # [N, 3, C, r, r]
+                row("0 attribute template + mean", upsample_planes(model.denormalize_low(guess), model.config.resolution, fitted))
             # 1-4. The representation and the upsampler.
             row("1 fitted planes (R)", planes)
             row("2 low planes (r)", model.denormalize_low(low))
             row("3 low planes, bilinear to R", upsample_planes(model.denormalize_low(low), model.config.resolution, fitted))
-            row("4 learned upsampler", model.denormalize(model.upsample(low, cond, level)))
+            row("4 learned upsampler", model.denormalize(model.upsample(low, cond.embedding, level)))
             # 5. Partial denoising: how much of its own avatar the base model keeps from step t.
             alphas_cumprod = model.ddpm_scheduler().alphas_cumprod
             scheduler = model.ddim_scheduler()
             scheduler.set_timesteps(SamplingConfig.steps)
+            spatial = model.template(cond.attributes)  # the attribute template (None without)
             for t_start in args.renoise:
                 noise = torch.randn(roll_out(low).shape, generator=torch.Generator().manual_seed(1))
                 steps = [t for t in scheduler.timesteps if t <= t_start]
                 a = alphas_cumprod[steps[0]]
                 x = a.sqrt() * roll_out(low) + (1 - a).sqrt() * noise
                 for t in steps:
-                    x = scheduler.step(model.base.guided(x, t, cond, args.guidance[0]), t, x, eta=0.0).prev_sample
-                row(f"5 noised to t={t_start}, denoised", model.denormalize(model.upsample(roll_in(x), cond, level)))
+                    x = scheduler.step(model.base.guided(x, t, cond.embedding, args.guidance[0], spatial), t, x,
+                                       eta=0.0).prev_sample
+                row(f"5 noised to t={t_start}, denoised", model.denormalize(model.upsample(roll_in(x), cond.embedding, level)))
         # 6. Generation from pure noise, at each guidance scale.
         noise = torch.cat([initial_noise(model.config, 1, torch.Generator().manual_seed(i)) for i in range(len(records))])
         for scale in args.guidance:

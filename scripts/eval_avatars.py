@@ -35,7 +35,7 @@ from avatars.attribute_classifier import (
     render_attribute_views,
     visible_attributes,
 )
-from avatars.diffusion import initial_noise
+from avatars.diffusion import AvatarCondition, initial_noise
 from avatars.engine import AvatarField, AvatarSDF, Hat, sample_attributes
 from avatars.evaluation import render_portrait
 from avatars.generate import SamplingConfig, edited_prompt, generate, load_trained
@@ -48,9 +48,9 @@ PORTRAIT_SEED = 9_500_000
 """Portrait-evaluation avatars: held-out engine avatars sample_attributes(PORTRAIT_SEED + i)."""
 
 
-def generate_views(model, decoder, triplane, cond: torch.Tensor, seeds: list[int], sampling: SamplingConfig,
+def generate_views(model, decoder, triplane, cond: AvatarCondition, seeds: list[int], sampling: SamplingConfig,
                    batch_size: int) -> tuple[torch.Tensor, float]:
-    """Conditions [N, D] -> attribute views [N, 3, H, W, 3] of the generated avatars, and seconds per avatar."""
+    """N conditions -> attribute views [N, 3, H, W, 3] of the generated avatars, and seconds per avatar."""
     views, t = [], time.perf_counter()
     for start in range(0, len(seeds), batch_size):
         chunk = seeds[start:start + batch_size]
@@ -136,9 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     full = [describe(a, torch.Generator().manual_seed(EVAL_SEED + i)) for i, a in enumerate(attrs)]
     short = [describe(a, torch.Generator().manual_seed(EVAL_SEED + i), drop_probability=0.5) for i, a in enumerate(attrs)]
     with torch.no_grad():
-        full_views, seconds = generate_views(model, decoder, triplane, model.encode_text(full), seeds, sampling,
+        full_views, seconds = generate_views(model, decoder, triplane, model.condition_text(full), seeds, sampling,
                                              args.batch_size)
-        short_views, _ = generate_views(model, decoder, triplane, model.encode_text(short), seeds, sampling,
+        short_views, _ = generate_views(model, decoder, triplane, model.condition_text(short), seeds, sampling,
                                         args.batch_size)
     rows["text, full prompt"] = attribute_accuracy(classifier.predict(full_views), [named_attributes(t, a) for t, a in zip(full, attrs)])
     rows["text, short prompt"] = attribute_accuracy(classifier.predict(short_views),
@@ -148,14 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     held_out = [sample_attributes(PORTRAIT_SEED + i) for i in range(n)]
     portraits = torch.stack([render_portrait(AvatarField(AvatarSDF(a), sharpness=sharpness)) for a in held_out])
     with torch.no_grad():
-        portrait_views, _ = generate_views(model, decoder, triplane, model.encode_portrait(portraits.float() / 255.0),
+        portrait_views, _ = generate_views(model, decoder, triplane, model.condition_portrait(portraits.float() / 255.0),
                                            seeds, sampling, args.batch_size)
     rows["portrait"] = attribute_accuracy(classifier.predict(portrait_views), [visible_attributes(a) for a in held_out])
 
     # 4. Diversity: a second seed for the first prompts.
     k = min(args.diversity, n)
     with torch.no_grad():
-        again, _ = generate_views(model, decoder, triplane, model.encode_text(full[:k]), [s + 1000 for s in seeds[:k]],
+        again, _ = generate_views(model, decoder, triplane, model.condition_text(full[:k]), [s + 1000 for s in seeds[:k]],
                                   sampling, args.batch_size)
     same_prompt = float((again - full_views[:k]).abs().mean())
     other_prompt = float((full_views[:k] - full_views[:k].roll(1, 0)).abs().mean())
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if chosen:
         edited = [edited_prompt(short[i], "wearing a cap") for i in chosen]
         with torch.no_grad():
-            edit_views, _ = generate_views(model, decoder, triplane, model.encode_text(edited), chosen, sampling,
+            edit_views, _ = generate_views(model, decoder, triplane, model.condition_text(edited), chosen, sampling,
                                            args.batch_size)
         before, after = classifier.predict(short_views[chosen]), classifier.predict(edit_views)
         kept = [sum(b[a] == e[a] for b, e in zip(before, after)) / len(chosen) for a in EVALUATED_ATTRIBUTES if a != "hat"]

@@ -34,10 +34,12 @@ from avatars.diffusion import (
     TrainingBatch,
     count_parameters,
     load_model,
+    attribute_templates,
     load_weights,
     plane_stats,
     save_model,
     training_loss,
+    with_attribute_templates,
 )
 from avatars.triplane import load_dataset, stack_low_planes, stack_planes
 from dream3d.atomic import write_bytes_atomic
@@ -84,6 +86,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]
                    help="start a new run from a trained model folder's weights (its plane statistics, its "
                         "decoder and its step count; a fresh optimizer with a new warmup), e.g. to go on "
                         "training assets/avatar-diffusion on a rebuilt dataset. Ignored when OUT resumes")
+    p.add_argument("--no-attribute-template", action="store_true",
+                   help="no attribute template input for the base model (AvatarDiffusionConfig.attribute_template); "
+                        "by default a fresh model has one and --init-from adds one to a model without")
     for f in dataclasses.fields(TrainConfig):
         p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
                        help=f"(default {f.default})")
@@ -142,14 +147,26 @@ def main(argv: list[str] | None = None) -> int:
             model.plane_low_std.copy_(stats.low_std)
             model.config = dataclasses.replace(model.config, low_planes=LowPlanes.FITTED)
             log(f"the base model moves from pooled to fitted low planes (from {args.init_from})")
+        if not model.config.attribute_template and not args.no_attribute_template:
+            with torch.no_grad():
+                templates = attribute_templates(model.low_from_planes(planes, low_planes), [r.attributes for r in records])
+            model = with_attribute_templates(model, templates)
+            log(f"the base model gains an attribute template input (zero-initialised; from {args.init_from})")
     else:
         config = (AvatarDiffusionConfig.tiny(triplane.channels, triplane.resolution) if args.tiny
                   else AvatarDiffusionConfig(plane_channels=triplane.channels, resolution=triplane.resolution))
         if low_planes is None:
             log(f"{args.data} has no fitted low planes (built before them): the base model learns pooled planes")
             config = dataclasses.replace(config, low_planes=LowPlanes.POOLED)
+        if args.no_attribute_template:
+            config = dataclasses.replace(config, attribute_template=False,
+                                         base=dataclasses.replace(config.base, spatial_channels=0))
         torch.manual_seed(train.seed)
         model = AvatarDiffusion(config, plane_stats(planes, config.factor, low_planes=low_planes))
+        if config.attribute_template:
+            with torch.no_grad():
+                model.attribute_templates.copy_(attribute_templates(model.low_from_planes(planes, low_planes),
+                                                                    [r.attributes for r in records]))
     if model.config.low_planes is LowPlanes.FITTED and (
             low_planes is None or low_planes.shape[-1] != model.config.low_resolution):
         raise SystemExit(f"the model learns fitted low planes at {model.config.low_resolution} texels and {args.data} "

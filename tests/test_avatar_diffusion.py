@@ -104,6 +104,11 @@ def test_config_json_round_trip():
     old = AvatarDiffusionConfig().to_json()
     del old["low_planes"]
     assert AvatarDiffusionConfig.from_json(old).low_planes is LowPlanes.POOLED
+    # ... and before attribute templates: none, and a base UNet without the spatial input.
+    del old["attribute_template"]
+    del old["base"]["spatial_channels"]
+    loaded = AvatarDiffusionConfig.from_json(old)
+    assert not loaded.attribute_template and loaded.base.spatial_channels == 0
 
 
 def test_base_model_learns_the_fitted_low_planes():
@@ -125,6 +130,79 @@ def test_base_model_learns_the_fitted_low_planes():
     pooled = dataclasses.replace(AvatarDiffusionConfig.tiny(4, 8), low_planes=LowPlanes.POOLED)
     old = AvatarDiffusion(pooled, plane_stats(planes, pooled.factor))
     assert torch.allclose(old.denormalize_low(old.low_from_planes(planes)), downsample_planes(planes, 2), atol=1e-6)
+
+
+def planted_avatars(n: int = 24) -> tuple[torch.Tensor, list]:
+    """n engine attribute draws, and normalised low planes [n, 3, 4, 4, 4] that are noise plus a
+    pattern where (and only where) the avatar has red hair."""
+    from avatars.engine import sample_attributes
+    from avatars.engine.attributes import HairColour
+
+    attributes = [sample_attributes(i) for i in range(n)]
+    g = torch.Generator().manual_seed(3)
+    low = 0.1 * torch.randn(n, 3, 4, 4, 4, generator=g)
+    for i, a in enumerate(attributes):
+        if a.hair_colour is HairColour.RED:
+            low[i, 0, 1, :2, :2] += 2.0  # "red hair": a patch of plane 0, channel 1
+    return low, attributes
+
+
+def test_attribute_templates_put_a_named_attribute_where_it_shows():
+    from avatars.diffusion import ATTRIBUTE_VALUES, attribute_templates, prompt_attribute_vectors
+    from avatars.engine.attributes import Glasses, HairColour
+
+    low, attributes = planted_avatars()
+    templates = attribute_templates(low, attributes)  # [K, 3, 4, 4, 4]
+    assert templates.shape == (len(ATTRIBUTE_VALUES), 3, 4, 4, 4)
+    red = ATTRIBUTE_VALUES.index(("hair_colour", HairColour.RED))
+    share = sum(a.hair_colour is HairColour.RED for a in attributes) / len(attributes)
+    assert 0 < share < 1
+    # The red-hair entry is the planted patch, less its share of the overall mean; elsewhere ~ 0.
+    assert torch.allclose(templates[red, 0, 1, :2, :2], torch.full((2, 2), 2.0 * (1 - share)), atol=0.1)
+    assert templates[red, 1:].abs().max() < 0.15
+    model = tiny_model(synthetic_planes())
+    model.attribute_templates.copy_(templates)
+    named = model.template(prompt_attribute_vectors(["a young woman with long red hair", "a young woman"]))
+    assert named.shape == (2, 4, 4, 12)  # rolled out, like the base model's input
+    patch = named[:, 1, :2, :2]  # plane 0, channel 1
+    assert (patch[0] > 1.0).all() and (patch[1].abs() < 0.5).all()  # only the prompt that names it gets it
+    # "wearing glasses" names no kind: the weight is shared by the kinds, none on "no glasses".
+    vector = prompt_attribute_vectors(["an old man wearing glasses"])[0]
+    weights = {value: float(vector[k]) for k, (name, value) in enumerate(ATTRIBUTE_VALUES) if name == "glasses"}
+    assert weights[Glasses.NONE] == 0 and weights[Glasses.ROUND] == weights[Glasses.SQUARE] == 0.5
+
+
+def test_a_trained_model_gains_templates_without_changing_its_samples():
+    from avatars.diffusion import attribute_templates, with_attribute_templates
+
+    planes = synthetic_planes()
+    config = AvatarDiffusionConfig.tiny(4, 8)
+    config = dataclasses.replace(config, attribute_template=False,
+                                 base=dataclasses.replace(config.base, spatial_channels=0))
+    torch.manual_seed(0)
+    old = AvatarDiffusion(config, plane_stats(planes, config.factor, low_planes=fitted_low_planes(planes)))
+    train(old, planes, steps=2)
+    old.eval()
+    low, attributes = planted_avatars()
+    new = with_attribute_templates(old, attribute_templates(low, attributes))
+    noise = initial_noise(old.config, 2, torch.Generator().manual_seed(5))
+    prompts = ["a young woman with long red hair", "an old man"]
+    before = generate_planes(old, old.condition_text(prompts), noise, steps=3).planes
+    assert torch.equal(before, generate_planes(new, new.condition_text(prompts), noise, steps=3).planes)
+    # Once trained, the template moves the conditional prediction but never the unconditional one.
+    with torch.no_grad():
+        for param in new.base.spatial_in.parameters():
+            param.normal_()
+        x, t = noise, torch.tensor([500, 500])
+        cond = new.condition_text(prompts)
+        spatial = new.template(cond.attributes)
+        assert not torch.allclose(new.base(x, t, cond.embedding, spatial=spatial), new.base(x, t, cond.embedding))
+        dropped = torch.ones(2, dtype=torch.bool)
+        assert torch.equal(new.base(x, t, cond.embedding, dropped, spatial=spatial),
+                           new.base(x, t, cond.embedding, dropped))
+    new.train()
+    loss, _ = training_loss(new, batch_of(planes), torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)
 
 
 def test_training_loss_decreases():
@@ -180,7 +258,7 @@ def test_sampling_shape_seed_and_editing():
     model = tiny_model(planes)
     train(model, planes, steps=3)
     model.eval()
-    cond = model.encode_text([PROMPTS[0]])
+    cond = model.condition_text([PROMPTS[0]])
     noise = initial_noise(model.config, 1, torch.Generator().manual_seed(7))
     assert noise.shape == (1, 4, 4, 12)
     a = generate_planes(model, cond, noise, steps=5, guidance_scale=3.0)
@@ -191,10 +269,10 @@ def test_sampling_shape_seed_and_editing():
     other_seed = generate_planes(model, cond, initial_noise(model.config, 1, torch.Generator().manual_seed(8)), steps=5)
     assert not torch.allclose(a.planes, other_seed.planes)
     # Editing: the same noise, another condition -> other planes.
-    edited = generate_planes(model, model.encode_text([PROMPTS[0] + ", wearing a cap"]), noise, steps=5)
+    edited = generate_planes(model, model.condition_text([PROMPTS[0] + ", wearing a cap"]), noise, steps=5)
     assert not torch.allclose(a.planes, edited.planes)
     # Portrait conditioning and unconditional sampling run through the same path.
-    image = model.encode_portrait(torch.rand(1, 64, 64, 3))
+    image = model.condition_portrait(torch.rand(1, 64, 64, 3))
     assert generate_planes(model, image, noise, steps=2).planes.shape == (1, 3, 4, 8, 8)
     assert generate_planes(model, None, noise, steps=2).planes.shape == (1, 3, 4, 8, 8)
 
@@ -213,8 +291,9 @@ def test_save_load_round_trip(tmp_path):
     model.eval()
     noise = initial_noise(model.config, 2, torch.Generator().manual_seed(0))
     with torch.no_grad():
-        cond = model.encode_text(PROMPTS[:2])
-        assert torch.equal(cond, loaded.encode_text(PROMPTS[:2]))
+        cond = model.condition_text(PROMPTS[:2])
+        assert torch.equal(cond.embedding, loaded.encode_text(PROMPTS[:2]))
+        assert torch.equal(model.attribute_templates, loaded.attribute_templates)
         assert torch.equal(generate_planes(model, cond, noise, steps=3).planes,
                            generate_planes(loaded, cond, noise, steps=3).planes)
         points = torch.rand(5, 3) * 2 - 1
