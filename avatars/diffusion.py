@@ -584,16 +584,28 @@ def initial_noise(config: AvatarDiffusionConfig, batch: int, generator: torch.Ge
 
 @torch.no_grad()
 def sample_low(model: AvatarDiffusion, cond: AvatarCondition | None, noise: Tensor, steps: int = 50,
-               guidance_scale: float = 3.0) -> Tensor:
+               guidance_scale: float = 3.0, start: tuple[Tensor, int] | None = None) -> Tensor:
     """DDIM (eta 0) with classifier-free guidance from `noise` [B, C, r, 3r].
-    cond: B conditions, or None for unconditional samples. Returns normalised low planes [B, 3, C, r, r]."""
+    cond: B conditions, or None for unconditional samples. start: (normalised low planes
+    [B, 3, C, r, r], t) to begin from those planes noised with `noise` to the last DDIM step
+    <= t (SDEdit: how much of an avatar the model keeps from step t) instead of pure noise.
+    Returns normalised low planes [B, 3, C, r, r]."""
     scheduler = model.ddim_scheduler()
     scheduler.set_timesteps(steps)
     device = model.plane_mean.device
     embedding = None if cond is None else cond.embedding.to(device)  # [B, D]
     spatial = None if cond is None else model.template(cond.attributes.to(device))  # [B, C, r, 3r] or None
-    x = noise.to(device) * scheduler.init_noise_sigma
-    for t in scheduler.timesteps:
+    timesteps = scheduler.timesteps
+    if start is None:
+        x = noise.to(device) * scheduler.init_noise_sigma
+    else:
+        planes, t_start = start
+        timesteps = timesteps[timesteps <= t_start]
+        if len(timesteps) == 0:
+            raise ValueError(f"start t={t_start} is below the first of {steps} DDIM steps")
+        x = add_noise(model.ddpm_scheduler().alphas_cumprod.to(device), roll_out(planes.to(device)), noise.to(device),
+                      timesteps[:1].expand(noise.shape[0]))
+    for t in timesteps:
         if cond is None or guidance_scale == 1.0:
             out = model.base(x, t, embedding, spatial=spatial)  # v or eps, as trained
         else:

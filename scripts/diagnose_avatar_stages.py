@@ -27,7 +27,7 @@ from avatars.attribute_classifier import (
     render_attribute_views,
     visible_attributes,
 )
-from avatars.diffusion import LowPlanes, initial_noise, load_model, upsample_planes
+from avatars.diffusion import LowPlanes, initial_noise, load_model, sample_low, upsample_planes
 from avatars.generate import SamplingConfig, generate
 from avatars.rollout import roll_in, roll_out
 from avatars.triplane import avatar_field, load_avatar
@@ -84,19 +84,10 @@ def main(argv: list[str] | None = None) -> int:
             row("3 low planes, bilinear to R", upsample_planes(model.denormalize_low(low), model.config.resolution, fitted))
             row("4 learned upsampler", model.denormalize(model.upsample(low, cond.embedding, level)))
             # 5. Partial denoising: how much of its own avatar the base model keeps from step t.
-            alphas_cumprod = model.ddpm_scheduler().alphas_cumprod
-            scheduler = model.ddim_scheduler()
-            scheduler.set_timesteps(SamplingConfig.steps)
-            spatial = model.template(cond.attributes)  # the attribute template (None without)
             for t_start in args.renoise:
                 noise = torch.randn(roll_out(low).shape, generator=torch.Generator().manual_seed(1))
-                steps = [t for t in scheduler.timesteps if t <= t_start]
-                a = alphas_cumprod[steps[0]]
-                x = a.sqrt() * roll_out(low) + (1 - a).sqrt() * noise
-                for t in steps:
-                    x = scheduler.step(model.base.guided(x, t, cond.embedding, args.guidance[0], spatial), t, x,
-                                       eta=0.0).prev_sample
-                row(f"5 noised to t={t_start}, denoised", model.denormalize(model.upsample(roll_in(x), cond.embedding, level)))
+                denoised = sample_low(model, cond, noise, SamplingConfig.steps, args.guidance[0], start=(low, t_start))
+                row(f"5 noised to t={t_start}, denoised", model.denormalize(model.upsample(denoised, cond.embedding, level)))
         # 6. Generation from pure noise, at each guidance scale.
         noise = torch.cat([initial_noise(model.config, 1, torch.Generator().manual_seed(i)) for i in range(len(records))])
         for scale in args.guidance:

@@ -277,6 +277,23 @@ def test_sampling_shape_seed_and_editing():
     assert generate_planes(model, None, noise, steps=2).planes.shape == (1, 3, 4, 8, 8)
 
 
+def test_sampling_from_noised_planes_keeps_them_at_small_t():
+    from avatars.diffusion import sample_low
+
+    planes = synthetic_planes()
+    model = tiny_model(planes)
+    train(model, planes, steps=3)
+    model.eval()
+    low = model.low_from_planes(planes[:2], fitted_low_planes(planes[:2]))  # [2, 3, 4, 4, 4]
+    cond = model.condition_text(PROMPTS[:2])
+    noise = initial_noise(model.config, 2, torch.Generator().manual_seed(4))
+    kept = sample_low(model, cond, noise, steps=50, start=(low, 60))  # the last 3 of 50 steps
+    generated = sample_low(model, cond, noise, steps=50)
+    assert (kept - low).abs().mean() < 0.5 * (generated - low).abs().mean()
+    with pytest.raises(ValueError, match="below the first"):
+        sample_low(model, cond, noise, steps=50, start=(low, 0))
+
+
 def test_save_load_round_trip(tmp_path):
     planes = synthetic_planes()
     model = tiny_model(planes)
