@@ -21,6 +21,11 @@ Hierarchy (as in RODIN: a base model at low resolution, then an upsampler):
    fitted at r under the shared decoder, not the R planes average-pooled: the decoder is
    nonlinear, so pooled planes decode to a blurred, shrunken avatar (measured on 60 dataset
    avatars: attribute accuracy 0.95 at R, 0.78 pooled and bilinearly upsampled, 0.88 fitted at r).
+   Besides the condition vector, the base UNet takes an ATTRIBUTE TEMPLATE as a spatial input
+   (`AvatarDiffusionConfig.attribute_template`, `attribute_templates`): the attributes a prompt
+   names (or the portrait's attribute-head probabilities) pick per-value mean planes of the
+   dataset, summed into a map laid out like the planes. A vector says *what*; the template also
+   says *where* on the planes it goes, which a small CPU-trained UNet was not learning.
 2. Upsampler, r -> R: a LEARNED DETERMINISTIC upsampler, not a second diffusion model. It takes
    the low-resolution planes bilinearly upsampled to R and predicts the residual to the true
    R planes with a second (smaller, attention-free) `TriplaneUNet`, given the same condition.

@@ -59,6 +59,9 @@ class TrainConfig:
     """AdamW learning rate after warmup."""
     warmup_steps: int = 200
     """Linear warmup from 0 (Adam's first steps are large on fresh UNets)."""
+    cooldown_steps: int = 0
+    """Linear decay of the learning rate to 0 over the last this many of `steps` (0: constant
+    after warmup). Set it when resuming a run to end it on a cooled-down checkpoint."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     grad_clip: float = 1.0
@@ -226,9 +229,12 @@ def main(argv: list[str] | None = None) -> int:
             portraits=portraits[index] if portraits is not None else None,
             low_planes=low_planes[index] if low_planes is not None else None,
         )
-        # 4. Loss, backward, clipped AdamW step with linear warmup.
+        # 4. Loss, backward, clipped AdamW step with linear warmup (and cooldown).
+        scale = min(1.0, (step - warmup_from + 1) / max(train.warmup_steps, 1))
+        if train.cooldown_steps > 0:
+            scale = min(scale, (train.steps - step) / train.cooldown_steps)
         for group in optimizer.param_groups:
-            group["lr"] = train.lr * min(1.0, (step - warmup_from + 1) / max(train.warmup_steps, 1))
+            group["lr"] = train.lr * scale
         loss, parts = training_loss(model, batch, gen, alphas_cumprod)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -252,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
             metrics_file.write(json.dumps({"step": step, **{k: round(v, 6) for k, v in means.items()},
                                            "s_per_step": round(seconds / steps_timed, 4)}) + "\n")
             log(f"step {step:6d}  loss {means['loss']:.4f}  base {means['base']:.4f}  upsampler {means['upsampler']:.4f}"
-                f"  align {means['align']:.4f}  attributes {means['attributes']:.3f}  grad {means['grad_norm']:.2f}  {seconds / steps_timed:.3f}s/step")
+                f"  align {means['align']:.4f}  attributes {means['attributes']:.3f}  grad {means['grad_norm']:.2f}"
+                f"  lr {optimizer.param_groups[0]['lr']:.2e}  {seconds / steps_timed:.3f}s/step")
         # 7. Checkpoints (atomic), and the last one.
         if step % train.checkpoint_every == 0 or step == train.steps:
             checkpoint()
