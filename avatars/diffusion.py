@@ -62,7 +62,6 @@ import dataclasses
 import enum
 import json
 import os
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -79,8 +78,8 @@ from avatars.encoders import (
     PortraitEncoderConfig,
     avatar_tokenizer,
 )
-from avatars.engine.attributes import ATTRIBUTE_TYPES, AvatarAttributes, Glasses, Hat
-from avatars.prompts import parse_prompt
+from avatars.engine.attributes import ATTRIBUTE_TYPES, AvatarAttributes
+from avatars.prompts import kinds_left_open, parse_prompt
 from avatars.rollout import AxisPool, roll_in, roll_out
 from avatars.triplane import AvatarTriplaneConfig
 from avatars.triplane_unet import TriplaneUNet, TriplaneUNetConfig
@@ -290,26 +289,16 @@ def attribute_vectors(named: Sequence[dict[str, enum.Enum]]) -> Tensor:
     return out
 
 
-# Nouns that say an attribute is present without saying which value ("wearing glasses"), and
-# the attribute's value for "absent".
-_GENERIC_NOUNS: dict[str, tuple[frozenset[str], enum.Enum]] = {
-    "glasses": (frozenset({"glasses", "spectacles"}), Glasses.NONE),
-    "hat": (frozenset({"hat", "hats"}), Hat.NONE),
-}
-
-
 def prompt_attribute_vectors(prompts: Sequence[str]) -> Tensor:
     """B prompts -> [B, K]: the values each names (`parse_prompt`). A prompt that names glasses or
-    a hat without its kind ("wearing glasses") spreads the weight evenly over the kinds, so the
-    template still puts something on the face."""
-    vectors = attribute_vectors([parse_prompt(p).specified() for p in prompts])
-    for b, prompt in enumerate(prompts):
-        words = set(re.findall(r"[a-z]+", prompt.lower()))
-        for name, (nouns, absent) in _GENERIC_NOUNS.items():
-            entries = [k for k, (n, value) in enumerate(ATTRIBUTE_VALUES) if n == name]
-            if words & nouns and not vectors[b, entries].any():
-                kinds = [k for k in entries if ATTRIBUTE_VALUES[k][1] is not absent]
-                vectors[b, kinds] = 1.0 / len(kinds)
+    a hat without its kind ("wearing glasses": `kinds_left_open`) spreads the weight evenly over
+    the kinds, so the template still puts something on the face."""
+    named = [parse_prompt(p) for p in prompts]
+    vectors = attribute_vectors([n.specified() for n in named])
+    index = {pair: k for k, pair in enumerate(ATTRIBUTE_VALUES)}
+    for b, (prompt, attributes) in enumerate(zip(prompts, named)):
+        for name, kinds in kinds_left_open(prompt, attributes).items():
+            vectors[b, [index[(name, kind)] for kind in kinds]] = 1.0 / len(kinds)
     return vectors
 
 

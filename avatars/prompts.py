@@ -373,6 +373,23 @@ def _attach(tokens: list[str], i: int, window: int = 4) -> _Slot | None:
     return None
 
 
+_HAT_NOUNS = ("hat", "hats")
+"""Nouns of a hat of no particular kind."""
+
+
+def kinds_left_open(text: str, named: PartialAttributes) -> dict[str, tuple[enum.Enum, ...]]:
+    """Attributes a prompt says an avatar has without saying which kind ('wearing glasses', 'in a
+    hat', 'golden frames'), each with the kinds that fit: PartialAttributes cannot say "some
+    glasses", so `named` (parse_prompt(text)) leaves them None. Ones it names are not included."""
+    tokens = _tokens(text)
+    open_kinds: dict[str, tuple[enum.Enum, ...]] = {}
+    if named.glasses is None and any(_NOUNS.get(t) is _Slot.GLASSES for t in tokens):
+        open_kinds["glasses"] = tuple(g for g in Glasses if g is not Glasses.NONE)
+    if named.hat is None and any(t in _HAT_NOUNS for t in tokens):
+        open_kinds["hat"] = tuple(h for h in Hat if h is not Hat.NONE)
+    return open_kinds
+
+
 def parse_prompt(text: str) -> PartialAttributes:
     """The attributes a prompt names; None for the ones it does not (or words it does not know).
 
@@ -389,7 +406,7 @@ def parse_prompt(text: str) -> PartialAttributes:
             continue
         priority = _GLOBAL_PRIORITY.get(name)
         found[name] = min(hits, key=priority.index) if priority else hits[0]
-    if any(t in ("no", "without") and n in ("hat", "hats") for t, n in zip(tokens, tokens[1:])):
+    if any(t in ("no", "without") and n in _HAT_NOUNS for t, n in zip(tokens, tokens[1:])):
         found.setdefault("hat", Hat.NONE)
 
     for i, token in enumerate(tokens):

@@ -32,9 +32,9 @@ from avatars.diffusion import (
     AvatarDiffusionConfig,
     LowPlanes,
     TrainingBatch,
+    attribute_templates,
     count_parameters,
     load_model,
-    attribute_templates,
     load_weights,
     plane_stats,
     save_model,
@@ -123,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     # [N, 3, C, r, r] the avatars fitted at the base model's resolution (None: an older dataset).
     low_planes = stack_low_planes(records)
 
+    @torch.no_grad()
+    def dataset_templates(model: AvatarDiffusion) -> torch.Tensor:
+        """The attribute templates [K, 3, C, r, r] of this dataset, in the model's normalisation."""
+        return attribute_templates(model.low_from_planes(planes, low_planes), [r.attributes for r in records])
+
     # 2. The model (fresh, or the checkpoint's) and the optimiser.
     gen = torch.Generator().manual_seed(train.seed)
     state_path = out / STATE_FILE
@@ -151,9 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             model.config = dataclasses.replace(model.config, low_planes=LowPlanes.FITTED)
             log(f"the base model moves from pooled to fitted low planes (from {args.init_from})")
         if not model.config.attribute_template and not args.no_attribute_template:
-            with torch.no_grad():
-                templates = attribute_templates(model.low_from_planes(planes, low_planes), [r.attributes for r in records])
-            model = with_attribute_templates(model, templates)
+            model = with_attribute_templates(model, dataset_templates(model))
             log(f"the base model gains an attribute template input (zero-initialised; from {args.init_from})")
     else:
         config = (AvatarDiffusionConfig.tiny(triplane.channels, triplane.resolution) if args.tiny
@@ -167,9 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(train.seed)
         model = AvatarDiffusion(config, plane_stats(planes, config.factor, low_planes=low_planes))
         if config.attribute_template:
-            with torch.no_grad():
-                model.attribute_templates.copy_(attribute_templates(model.low_from_planes(planes, low_planes),
-                                                                    [r.attributes for r in records]))
+            model.attribute_templates.copy_(dataset_templates(model))
     if model.config.low_planes is LowPlanes.FITTED and (
             low_planes is None or low_planes.shape[-1] != model.config.low_resolution):
         raise SystemExit(f"the model learns fitted low planes at {model.config.low_resolution} texels and {args.data} "

@@ -116,3 +116,17 @@ def test_parsed_prompt_constrains_sampling():
         attrs = sample_attributes(seed, given=given)
         assert (attrs.age, attrs.presentation, attrs.hair_colour, attrs.hair_style, attrs.hat) == (
             Age.OLD, Presentation.WOMAN, HairColour.WHITE, HairStyle.BUN, Hat.BEANIE)
+
+
+def test_glasses_or_a_hat_of_no_kind_leave_the_kind_open():
+    from avatars.engine.attributes import Glasses, Hat
+    from avatars.prompts import kinds_left_open
+
+    def open_kinds(text: str) -> dict:
+        return kinds_left_open(text, parse_prompt(text))
+
+    assert open_kinds("an old man wearing glasses") == {"glasses": (Glasses.ROUND, Glasses.SQUARE)}
+    assert open_kinds("a woman in eyeglasses and a hat") == {"glasses": (Glasses.ROUND, Glasses.SQUARE),
+                                                             "hat": (Hat.CAP, Hat.BEANIE)}
+    assert open_kinds("a man in round glasses and a cap") == {}  # the kinds are named
+    assert open_kinds("a man with no glasses and no hat") == {}  # so is their absence
