@@ -146,8 +146,8 @@ class AvatarDiffusionConfig:
     the attributes only through one vector, kept 0.54 of them when generating, while this
     additive template alone, decoded, keeps 0.715 (hair colour 0.78; row 0 of
     scripts/diagnose_avatar_stages.py, 40 dataset avatars): it puts each attribute where it
-    belongs on the planes, and the denoiser only has to refine it. The base UNet's `spatial_channels` must then be `plane_channels`.
-    Configs saved without it load as False."""
+    belongs on the planes, and the denoiser only has to refine it. The base UNet's
+    `spatial_channels` must then be `plane_channels`. Configs saved without it load as False."""
     beta_start: float = 1e-4
     """First beta of the linear DDPM schedule (DDPM's own; its last alpha-bar, 4e-5, leaves
     almost no signal at t = T, so sampling from pure noise matches training)."""

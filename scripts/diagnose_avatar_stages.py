@@ -6,8 +6,9 @@ can keep, not generalisation), each against the avatar's own attributes:
 (0) the attribute template of its caption (models with one) added to the mean low planes of
 the N avatars, bilinearly upsampled; (1) its fitted planes at R; (2) its fitted low planes at r,
 rendered as they are (pooled planes for a model that learns pooled ones); (3) those upsampled
-bilinearly to R (the upsampler's input); (4) the learned upsampler; (5) the low planes noised to step t and denoised back by DDIM
-with the avatar's full caption, then upsampled; (6) generation from pure noise with that caption.
+bilinearly to R (the upsampler's input); (4) the learned upsampler; (5) the low planes noised
+to step t and denoised back by DDIM with the avatar's full caption, then upsampled; (6)
+generation from pure noise with that caption.
 
     OMP_NUM_THREADS=2 python scripts/diagnose_avatar_stages.py --data data/avatars --model assets/avatar-diffusion -n 40
 """
