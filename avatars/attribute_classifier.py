@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from avatars.engine import ATTRIBUTE_TYPES, AvatarAttributes, HairStyle
+from avatars.engine import ATTRIBUTE_TYPES, AvatarAttributes, Glasses, HairStyle
 from dream3d.atomic import write_with
 from dream3d.cameras import Cameras, look_at
 from dream3d.fields import Field
@@ -36,7 +36,10 @@ VIEW_AZIMUTHS_DEG = (0.0, 90.0, 180.0)
 
 
 def applicable(attributes: AvatarAttributes, name: str) -> bool:
-    """Whether attribute `name` can be seen at all: a bald head has no hair colour to see."""
+    """Whether attribute `name` can be seen at all: a bald head has no hair colour to see, a
+    face without glasses no frame colour."""
+    if name == "glasses_colour":
+        return attributes.glasses is not Glasses.NONE
     return not (name == "hair_colour" and attributes.hair_style is HairStyle.BALD)
 
 
@@ -92,17 +95,21 @@ class AttributeClassifierConfig:
     """Width of the MLP over the concatenated view features."""
     dropout: float = 0.2
     """Dropout before the heads (the training set is a few thousand renders)."""
+    attributes: tuple[str, ...] = EVALUATED_ATTRIBUTES
+    """The attributes it names, one head each (the evaluation's seven; a portrait reader for
+    the attribute template names all of ATTRIBUTE_TYPES)."""
 
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict) -> "AttributeClassifierConfig":
-        return cls(**{**data, "widths": tuple(data["widths"])})
+        attributes = tuple(data.get("attributes", EVALUATED_ATTRIBUTES))  # saved before it was a field: the seven
+        return cls(**{**data, "widths": tuple(data["widths"]), "attributes": attributes})
 
 
 class AttributeClassifier(nn.Module):
-    """Views [B, V, H, W, 3] in [0, 1] -> one logit vector per evaluated attribute."""
+    """Views [B, V, H, W, 3] in [0, 1] -> one logit vector per attribute of `config.attributes`."""
 
     def __init__(self, config: AttributeClassifierConfig = AttributeClassifierConfig()):
         super().__init__()
@@ -118,7 +125,7 @@ class AttributeClassifier(nn.Module):
         self.trunk = nn.Sequential(nn.Flatten(), nn.Linear(config.views * width * side * side, config.hidden_dim),
                                    nn.SiLU(), nn.Dropout(config.dropout))
         self.heads = nn.ModuleDict({name: nn.Linear(config.hidden_dim, len(ATTRIBUTE_TYPES[name]))
-                                    for name in EVALUATED_ATTRIBUTES})
+                                    for name in config.attributes})
 
     def forward(self, views: Tensor) -> dict[str, Tensor]:
         """views: [B, V, H, W, 3] -> {name: [B, number of values]}."""
@@ -128,6 +135,16 @@ class AttributeClassifier(nn.Module):
         h = self.trunk(features.reshape(b, -1))
         return {name: head(h) for name, head in self.heads.items()}
 
+    def value_probabilities(self, views: Tensor) -> Tensor:
+        """views [B, V, H, W, 3] -> [B, K]: each attribute's softmax over its values, side by side
+        in ATTRIBUTE_TYPES order (the layout of the diffusion model's attribute vectors); needs
+        a classifier that names every attribute."""
+        if tuple(self.config.attributes) != tuple(ATTRIBUTE_TYPES):
+            raise ValueError(f"value_probabilities needs every attribute {tuple(ATTRIBUTE_TYPES)}, "
+                             f"this classifier names {self.config.attributes}")
+        logits = self(views)
+        return torch.cat([logits[name].softmax(-1) for name in ATTRIBUTE_TYPES], dim=-1)
+
     @torch.no_grad()
     def predict(self, views: Tensor) -> list[dict[str, object]]:
         """views: [B, V, H, W, 3] -> per avatar {name: predicted enum value}."""
@@ -135,23 +152,26 @@ class AttributeClassifier(nn.Module):
         self.eval()
         logits = self(views)
         self.train(was_training)
-        members = {name: list(ATTRIBUTE_TYPES[name]) for name in EVALUATED_ATTRIBUTES}
-        return [{name: members[name][int(logits[name][i].argmax())] for name in EVALUATED_ATTRIBUTES}
+        members = {name: list(ATTRIBUTE_TYPES[name]) for name in self.config.attributes}
+        return [{name: members[name][int(logits[name][i].argmax())] for name in self.config.attributes}
                 for i in range(views.shape[0])]
 
 
-def attribute_targets(attributes: list[AvatarAttributes]) -> dict[str, Tensor]:
-    """{name: [B] value index, -1 where not applicable (ignored by the loss)}."""
+def attribute_targets(attributes: list[AvatarAttributes],
+                      names: tuple[str, ...] = EVALUATED_ATTRIBUTES) -> dict[str, Tensor]:
+    """{name: [B] value index, -1 where not applicable (ignored by the loss)} for each of `names`."""
     targets = {}
-    for name in EVALUATED_ATTRIBUTES:
+    for name in names:
         members = list(ATTRIBUTE_TYPES[name])
         targets[name] = torch.tensor([members.index(getattr(a, name)) if applicable(a, name) else -1 for a in attributes])
     return targets
 
 
 def classifier_loss(logits: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor:
-    """Mean over attributes of the cross-entropy (non-applicable rows ignored)."""
-    losses = [nn.functional.cross_entropy(logits[n], targets[n], ignore_index=-1) for n in EVALUATED_ATTRIBUTES]
+    """Mean over attributes of the cross-entropy (non-applicable rows ignored; an attribute that
+    applies to no row of the batch is left out rather than made NaN)."""
+    losses = [nn.functional.cross_entropy(logits[n], targets[n], ignore_index=-1) for n in logits
+              if (targets[n] >= 0).any()]
     return torch.stack(losses).mean()
 
 

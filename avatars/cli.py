@@ -32,6 +32,8 @@ DEFAULT_TEXTURE_SIZE = 512
 DEFAULT_FIT_STEPS = 500
 DEFAULT_DIFFUSION_STEPS = 50
 DEFAULT_GUIDANCE = 3.0
+DEFAULT_TEMPLATE_ANCHOR = 4
+"""avatars.generate.SamplingConfig.template_anchor (kept here so parsing imports no torch)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,6 +58,9 @@ def build_parser() -> _Parser:
                    help=f"DDIM steps of the diffusion model (default {DEFAULT_DIFFUSION_STEPS})")
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                    help=f"classifier-free guidance scale (default {DEFAULT_GUIDANCE})")
+    p.add_argument("--anchor", type=int, default=DEFAULT_TEMPLATE_ANCHOR,
+                   help="anchor the diffusion model's coarse content to the attribute template every "
+                        f"step, at 1/N of its resolution; 0: off (default {DEFAULT_TEMPLATE_ANCHOR})")
     p.add_argument("--random", action="store_true", help="a random avatar (sample_attributes(seed))")
     p.add_argument("--attributes", default=None, metavar="TEXT",
                    help='attributes in words, e.g. "an old man with short gray hair wearing glasses"; '
@@ -95,6 +100,8 @@ def _check_diffusion(args: argparse.Namespace) -> None:
         raise UsageError(f"--steps must be at least 1, got {args.steps}")
     if args.guidance < 0:
         raise UsageError(f"--guidance must be 0 or more, got {args.guidance}")
+    if args.anchor < 0:
+        raise UsageError(f"--anchor must be 0 or more, got {args.anchor}")
 
 
 def _check(args: argparse.Namespace) -> None:

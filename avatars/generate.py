@@ -55,6 +55,12 @@ class SamplingConfig:
     """DDIM steps of the base model (the upsampler is one pass)."""
     guidance_scale: float = 3.0
     """Classifier-free guidance scale (1: no guidance)."""
+    template_anchor: int = 4
+    """ILVR anchoring to the attribute template (`sample_low`'s `anchor`): after every DDIM step
+    the sample's content at 24/4 = 6 texels a side is the template's. 0: off; a model without a
+    template mean (`can_anchor`) samples without it. Why: generation kept more of its avatars'
+    attributes, 0.722 -> 0.763 on 40 dataset avatars (hair colour 0.56 -> 0.67; factors 3 and
+    6: 0.756, 0.733), while the decoded template alone keeps 0.715."""
     seed: int = 0
     """Seeds the initial noise: the same seed and condition give the same avatar."""
 
@@ -120,7 +126,8 @@ def generate(model: AvatarDiffusion, cond: AvatarCondition, sampling: SamplingCo
     """B conditions -> planes [B, 3, C, R, R]. noise [B, C, r, 3r] defaults to the seed's."""
     if noise is None:
         noise = initial_noise(model.config, len(cond), torch.Generator().manual_seed(sampling.seed))
-    return generate_planes(model, cond, noise, sampling.steps, sampling.guidance_scale)
+    anchor = sampling.template_anchor if model.can_anchor else 0
+    return generate_planes(model, cond, noise, sampling.steps, sampling.guidance_scale, anchor)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,7 +161,11 @@ def run_from_cli(args: argparse.Namespace) -> int:
         say("warning: real photos are outside the avatar engine's style (the portrait encoder saw only engine "
             "renders): expect a loose likeness")
     model, decoder, triplane, info = load_trained(args.model)
-    sampling = SamplingConfig(steps=args.steps, guidance_scale=args.guidance, seed=args.seed)
+    if args.anchor and model.config.low_resolution % args.anchor:
+        raise UsageError(f"--anchor must divide {model.config.low_resolution} (the base model's plane size), "
+                         f"got {args.anchor}")
+    sampling = SamplingConfig(steps=args.steps, guidance_scale=args.guidance, template_anchor=args.anchor,
+                              seed=args.seed)
 
     # 2. The condition, and the same noise for every avatar of this run (the edit keeps it).
     with torch.no_grad():
@@ -189,7 +200,8 @@ def run_from_cli(args: argparse.Namespace) -> int:
             "prompt_attributes": ({k: v.value for k, v in parse_prompt(text).specified().items()}
                                   if args.photo is None or i else None),
             "seed": args.seed,
-            "sampling": {"steps": sampling.steps, "guidance_scale": sampling.guidance_scale},
+            "sampling": {"steps": sampling.steps, "guidance_scale": sampling.guidance_scale,
+                         "template_anchor": sampling.template_anchor if model.can_anchor else 0},
             "model": str(args.model if args.model is not None else default_model_dir()),
             "model_info": info,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},

@@ -124,9 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     low_planes = stack_low_planes(records)
 
     @torch.no_grad()
-    def dataset_templates(model: AvatarDiffusion) -> torch.Tensor:
-        """The attribute templates [K, 3, C, r, r] of this dataset, in the model's normalisation."""
-        return attribute_templates(model.low_from_planes(planes, low_planes), [r.attributes for r in records])
+    def dataset_templates(model: AvatarDiffusion) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attribute templates [K, 3, C, r, r] of this dataset and the mean low planes
+        [3, C, r, r] they are relative to, in the model's normalisation."""
+        low = model.low_from_planes(planes, low_planes)
+        return attribute_templates(low, [r.attributes for r in records]), low.mean(0)
 
     # 2. The model (fresh, or the checkpoint's) and the optimiser.
     gen = torch.Generator().manual_seed(train.seed)
@@ -156,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             model.config = dataclasses.replace(model.config, low_planes=LowPlanes.FITTED)
             log(f"the base model moves from pooled to fitted low planes (from {args.init_from})")
         if not model.config.attribute_template and not args.no_attribute_template:
-            model = with_attribute_templates(model, dataset_templates(model))
+            model = with_attribute_templates(model, *dataset_templates(model))
             log(f"the base model gains an attribute template input (zero-initialised; from {args.init_from})")
     else:
         config = (AvatarDiffusionConfig.tiny(triplane.channels, triplane.resolution) if args.tiny
@@ -170,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(train.seed)
         model = AvatarDiffusion(config, plane_stats(planes, config.factor, low_planes=low_planes))
         if config.attribute_template:
-            model.attribute_templates.copy_(dataset_templates(model))
+            templates, mean = dataset_templates(model)
+            model.attribute_templates.copy_(templates)
+            model.template_mean.copy_(mean)
     if model.config.low_planes is LowPlanes.FITTED and (
             low_planes is None or low_planes.shape[-1] != model.config.low_resolution):
         raise SystemExit(f"the model learns fitted low planes at {model.config.low_resolution} texels and {args.data} "
@@ -178,7 +182,11 @@ def main(argv: list[str] | None = None) -> int:
                          f"{args.data} --low-resolution {model.config.low_resolution}")
     if tuple(planes.shape[1:]) != (3, model.config.plane_channels, model.config.resolution, model.config.resolution):
         raise SystemExit(f"dataset planes {tuple(planes.shape[1:])} do not fit the model {model.config}")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    if model.config.attribute_template and not model.can_anchor:  # a model saved before the mean was kept
+        model.template_mean.copy_(dataset_templates(model)[1])
+        log("the model gains its templates' mean planes (what sampling anchors to)")
+    trainable = [p for p in model.parameters() if p.requires_grad]  # not the frozen portrait reader
+    optimizer = torch.optim.AdamW(trainable, lr=train.lr, weight_decay=train.weight_decay)
     step = init_step
     ema = copy.deepcopy(model).eval()  # the model file holds the average (or, from older runs, the raw weights)
     for param in ema.parameters():
@@ -186,10 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     warmup_from = init_step  # the step the learning-rate warmup counts from
     if resume:
         state = torch.load(state_path, weights_only=False)
-        if "raw_model" in state:
-            load_weights(model, state["raw_model"])
+        if "raw_model" in state:  # what the raw weights lack (a portrait reader added since, the mean) is kept
+            load_weights(model, {**model.state_dict(), **state["raw_model"]})
         saved_params = sum(len(g["params"]) for g in state["optimizer"]["param_groups"])
-        model_params = len(list(model.parameters()))
+        model_params = len(trainable)
         if saved_params == model_params:
             optimizer.load_state_dict(state["optimizer"])
         else:  # the model gained parameters (the attribute head): fresh moments, warm up again

@@ -23,6 +23,7 @@ from avatars.diffusion import (
     plane_stats,
     save_model,
     training_loss,
+    with_portrait_reader,
 )
 from avatars.encoders import avatar_tokenizer
 from avatars.triplane import AvatarTriplaneConfig, make_decoder
@@ -184,7 +185,7 @@ def test_a_trained_model_gains_templates_without_changing_its_samples():
     train(old, planes, steps=2)
     old.eval()
     low, attributes = planted_avatars()
-    new = with_attribute_templates(old, attribute_templates(low, attributes))
+    new = with_attribute_templates(old, attribute_templates(low, attributes), low.mean(0))
     noise = initial_noise(old.config, 2, torch.Generator().manual_seed(5))
     prompts = ["a young woman with long red hair", "an old man"]
     before = generate_planes(old, old.condition_text(prompts), noise, steps=3).planes
@@ -294,6 +295,31 @@ def test_sampling_from_noised_planes_keeps_them_at_small_t():
         sample_low(model, cond, noise, steps=50, start=(low, 0))
 
 
+def test_anchored_sampling_takes_the_templates_coarse_content():
+    from avatars.diffusion import attribute_templates, lowpass_planes, sample_low
+    from avatars.rollout import roll_out
+
+    model = tiny_model(synthetic_planes())
+    model.eval()
+    cond = model.condition_text(["a young woman with long red hair", "an old man"])
+    noise = initial_noise(model.config, 2, torch.Generator().manual_seed(4))
+    assert not model.can_anchor  # no template mean yet
+    with pytest.raises(ValueError, match="no template mean"):
+        sample_low(model, cond, noise, steps=20, anchor=2)
+    low, attributes = planted_avatars()
+    model.attribute_templates.copy_(attribute_templates(low, attributes))
+    model.template_mean.copy_(low.mean(0) + 1.0)  # far from what the untrained model samples
+    guess = model.anchor_planes(cond.attributes)  # [2, C, r, 3r]
+    free = roll_out(sample_low(model, cond, noise, steps=20))
+    anchored = roll_out(sample_low(model, cond, noise, steps=20, anchor=2))
+    def coarse_error(x):
+        return float((lowpass_planes(x, 2) - lowpass_planes(guess, 2)).abs().mean())
+    assert coarse_error(anchored) < 0.1 < coarse_error(free)
+    # The fine content is still the model's own, and the seed still fixes the avatar.
+    assert (anchored - lowpass_planes(anchored, 2)).abs().mean() > 0.05
+    assert torch.equal(anchored, roll_out(sample_low(model, cond, noise, steps=20, anchor=2)))
+
+
 def test_save_load_round_trip(tmp_path):
     planes = synthetic_planes()
     model = tiny_model(planes)
@@ -316,6 +342,34 @@ def test_save_load_round_trip(tmp_path):
         points = torch.rand(5, 3) * 2 - 1
         features = torch.randn(5, 3, 4)  # [N, 3, C]
         assert torch.equal(decoder(features, points).density, loaded_decoder(features, points).density)
+
+
+def test_portrait_reader_sets_the_portrait_template_and_survives_training_and_saving(tmp_path):
+    from avatars.attribute_classifier import AttributeClassifier, AttributeClassifierConfig
+    from avatars.diffusion import ATTRIBUTE_VALUES
+    from avatars.engine import ATTRIBUTE_TYPES, Glasses
+
+    planes = synthetic_planes()
+    model = tiny_model(planes)
+    torch.manual_seed(2)
+    reader = AttributeClassifier(AttributeClassifierConfig(image_size=16, views=1, widths=(8, 8), hidden_dim=16,
+                                                           attributes=tuple(ATTRIBUTE_TYPES)))
+    with torch.no_grad():  # a reader sure that every portrait wears round glasses
+        reader.heads["glasses"].bias[list(Glasses).index(Glasses.ROUND)] = 50.0
+    model = with_portrait_reader(model, reader)
+    portraits = torch.rand(2, 16, 16, 3)
+    before = {k: v.clone() for k, v in model.portrait_reader.state_dict().items()}
+    train(model, planes, steps=2)  # the diffusion loss trains everything but the reader
+    assert all(torch.equal(v, model.portrait_reader.state_dict()[k]) for k, v in before.items())
+    attributes = model.condition_portrait(portraits).attributes  # [2, K]
+    assert attributes[:, ATTRIBUTE_VALUES.index(("glasses", Glasses.ROUND))].min() > 0.99
+    assert torch.allclose(attributes.sum(-1), torch.full((2,), float(len(ATTRIBUTE_TYPES))))
+    triplane = AvatarTriplaneConfig(resolution=8, channels=4, hidden_dim=16, num_hidden_layers=1)
+    save_model(tmp_path / "m", model, make_decoder(triplane), triplane)
+    loaded = load_model(tmp_path / "m")[0]
+    assert torch.equal(loaded.condition_portrait(portraits).attributes, attributes)
+    with pytest.raises(ValueError, match="every attribute"):
+        with_portrait_reader(model, AttributeClassifier(AttributeClassifierConfig(image_size=16, views=1)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,6 +397,7 @@ def test_text_prompt_without_weights_is_one_line(tmp_path, capsys, monkeypatch):
     (["--edit", "wearing a cap", "--random"], "--edit needs a text prompt"),
     (["an old man", "--random"], "leave them out"),
     (["an old man", "--steps", "0"], "--steps"),
+    (["an old man", "--anchor", "-1"], "--anchor"),
     (["  "], "empty"),
 ])
 def test_bad_diffusion_input_is_one_line(argv, words, tmp_path, capsys):
@@ -391,6 +446,9 @@ def test_cli_text_prompt_and_edit_write_run_folders(tiny_model_folder, tmp_path,
     edited = json.loads((out / "edited" / "avatar.json").read_text())
     assert edited["prompt"].endswith("wearing a cap") and edited["prompt_attributes"]["hat"] == "cap"
     assert "done:" in stdout
+    code, _, err = run(["an old man", "--model", str(tiny_model_folder), "--anchor", "3", *TINY_RUN], capsys)
+    lines = err.strip().splitlines()
+    assert code != 0 and len(lines) == 1 and "--anchor must divide 8" in lines[0], err
 
 
 def test_cli_photo(tiny_model_folder, tmp_path, capsys):
