@@ -8,7 +8,7 @@ the N avatars, bilinearly upsampled; (1) its fitted planes at R; (2) its fitted 
 rendered as they are (pooled planes for a model that learns pooled ones); (3) those upsampled
 bilinearly to R (the upsampler's input); (4) the learned upsampler; (5) the low planes noised
 to step t and denoised back by DDIM with the avatar's full caption, then upsampled; (6)
-generation from pure noise with that caption.
+generation from pure noise with that caption (anchored to the template: --anchor).
 
     OMP_NUM_THREADS=2 python scripts/diagnose_avatar_stages.py --data data/avatars --model assets/avatar-diffusion -n 40
 """
@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--renoise", type=int, nargs="*", default=[300, 600], help="steps t to noise to and denoise from")
     p.add_argument("--guidance", type=float, nargs="+", default=[SamplingConfig.guidance_scale],
                    help="classifier-free guidance scales (row 5 uses the first; row 6 is repeated for each)")
+    p.add_argument("--anchor", type=int, nargs="+", default=[SamplingConfig.template_anchor],
+                   help="template anchoring factors for row 6 (0: off; row 6 is repeated for each)")
     p.add_argument("--generate-only", action="store_true", help="only row 6")
     args = p.parse_args(argv)
     model, decoder, triplane, info = load_model(args.model)
@@ -92,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         # 6. Generation from pure noise, at each guidance scale.
         noise = torch.cat([initial_noise(model.config, 1, torch.Generator().manual_seed(i)) for i in range(len(records))])
         for scale in args.guidance:
-            row(f"6 generated from noise, guidance {scale:g}",
-                generate(model, cond, SamplingConfig(guidance_scale=scale), noise).planes)
+            for anchor in args.anchor if model.can_anchor else [0]:
+                row(f"6 generated from noise, guidance {scale:g}, anchor {anchor}",
+                    generate(model, cond, SamplingConfig(guidance_scale=scale, template_anchor=anchor), noise).planes)
     return 0
 
 
