@@ -13,8 +13,8 @@ accuracy per attribute and save OUT/classifier.safetensors + classifier.json; wi
 also make the classifier that avatar model's portrait reader (`with_portrait_reader`).
 
     OMP_NUM_THREADS=1 python scripts/train_avatar_classifier.py --out assets/avatar-classifier
-    OMP_NUM_THREADS=2 python scripts/train_avatar_classifier.py --portraits --out data/portrait-reader \
-        --into-model assets/avatar-diffusion
+    OMP_NUM_THREADS=1 python scripts/train_avatar_classifier.py --portraits --out data/portrait-reader \
+        -n 3000 --holdout 300 --into-model assets/avatar-diffusion
 """
 from __future__ import annotations
 
