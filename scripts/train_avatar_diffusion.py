@@ -160,6 +160,14 @@ def main(argv: list[str] | None = None) -> int:
         if not model.config.attribute_template and not args.no_attribute_template:
             model = with_attribute_templates(model, *dataset_templates(model))
             log(f"the base model gains an attribute template input (zero-initialised; from {args.init_from})")
+        elif model.config.attribute_template:
+            # Templates are statistics of the data, like the plane statistics: a grown dataset
+            # estimates them better (the same dataset gives the same ones back).
+            templates, mean = dataset_templates(model)
+            change = float((templates - model.attribute_templates).abs().mean())
+            model.attribute_templates.copy_(templates)
+            model.template_mean.copy_(mean)
+            log(f"attribute templates recomputed from {len(records)} avatars (mean change {change:.4f})")
     else:
         config = (AvatarDiffusionConfig.tiny(triplane.channels, triplane.resolution) if args.tiny
                   else AvatarDiffusionConfig(plane_channels=triplane.channels, resolution=triplane.resolution))
