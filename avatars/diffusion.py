@@ -650,6 +650,7 @@ def sample_low(model: AvatarDiffusion, cond: AvatarCondition | None, noise: Tens
     embedding = None if cond is None else cond.embedding.to(device)  # [B, D]
     spatial = None if cond is None else model.template(cond.attributes.to(device))  # [B, C, r, 3r] or None
     timesteps = scheduler.timesteps
+    alphas_cumprod = model.ddpm_scheduler().alphas_cumprod.to(device)  # for noising planes to a step
     if start is None:
         x = noise.to(device) * scheduler.init_noise_sigma
     else:
@@ -657,10 +658,8 @@ def sample_low(model: AvatarDiffusion, cond: AvatarCondition | None, noise: Tens
         timesteps = timesteps[timesteps <= t_start]
         if len(timesteps) == 0:
             raise ValueError(f"start t={t_start} is below the first of {steps} DDIM steps")
-        x = add_noise(model.ddpm_scheduler().alphas_cumprod.to(device), roll_out(planes.to(device)), noise.to(device),
-                      timesteps[:1].expand(noise.shape[0]))
+        x = add_noise(alphas_cumprod, roll_out(planes.to(device)), noise.to(device), timesteps[:1].expand(noise.shape[0]))
     reference = None if cond is None or not anchor else model.anchor_planes(cond.attributes.to(device))
-    alphas_cumprod = model.ddpm_scheduler().alphas_cumprod.to(device)
     step_size = model.config.num_train_timesteps // steps
     for t in timesteps:
         if cond is None or guidance_scale == 1.0:
@@ -753,10 +752,9 @@ def with_portrait_reader(model: AvatarDiffusion, reader: AttributeClassifier) ->
         raise ValueError(f"a portrait reader must name every attribute {tuple(ATTRIBUTE_TYPES)}")
     if reader.config.views != 1 or reader.config.image_size != model.config.portrait.image_size:
         raise ValueError(f"a portrait reader must read one {model.config.portrait.image_size}-pixel view")
-    stats = PlaneStats(model.plane_mean, model.plane_std, model.plane_low_mean, model.plane_low_std)
-    templates = model.attribute_templates if model.config.attribute_template else None
-    upgraded = AvatarDiffusion(dataclasses.replace(model.config, portrait_reader=reader.config), stats,
-                               model.tokenizer, templates).to(model.plane_mean.device)
+    upgraded = AvatarDiffusion(dataclasses.replace(model.config, portrait_reader=reader.config),
+                               tokenizer=model.tokenizer).to(model.plane_mean.device)
+    # Every buffer (plane statistics, templates, their mean) comes with the state dict.
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("portrait_reader.")}
     state |= {f"portrait_reader.{k}": v for k, v in reader.state_dict().items()}
     upgraded.load_state_dict(state)

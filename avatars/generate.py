@@ -65,6 +65,10 @@ class SamplingConfig:
     seed: int = 0
     """Seeds the initial noise: the same seed and condition give the same avatar."""
 
+    def anchor_for(self, model: AvatarDiffusion) -> int:
+        """The anchoring factor `model` is sampled with: template_anchor, or 0 where it cannot anchor."""
+        return self.template_anchor if model.can_anchor else 0
+
 
 def not_trained_message(folder: Path) -> str:
     return (f"text-to-avatar is not available yet: no trained avatar diffusion weights in {folder} (they are not "
@@ -127,8 +131,7 @@ def generate(model: AvatarDiffusion, cond: AvatarCondition, sampling: SamplingCo
     """B conditions -> planes [B, 3, C, R, R]. noise [B, C, r, 3r] defaults to the seed's."""
     if noise is None:
         noise = initial_noise(model.config, len(cond), torch.Generator().manual_seed(sampling.seed))
-    anchor = sampling.template_anchor if model.can_anchor else 0
-    return generate_planes(model, cond, noise, sampling.steps, sampling.guidance_scale, anchor)
+    return generate_planes(model, cond, noise, sampling.steps, sampling.guidance_scale, sampling.anchor_for(model))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,7 +205,7 @@ def run_from_cli(args: argparse.Namespace) -> int:
                                   if args.photo is None or i else None),
             "seed": args.seed,
             "sampling": {"steps": sampling.steps, "guidance_scale": sampling.guidance_scale,
-                         "template_anchor": sampling.template_anchor if model.can_anchor else 0},
+                         "template_anchor": sampling.anchor_for(model)},
             "model": str(args.model if args.model is not None else default_model_dir()),
             "model_info": info,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},

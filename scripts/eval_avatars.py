@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     n = args.num
     report: dict = {"model_steps": info.get("steps"), "avatars_in_dataset": info.get("avatars"), "n": n,
                     "sampling": {"steps": args.steps, "guidance": args.guidance,
-                                 "template_anchor": args.anchor if model.can_anchor else 0}}
+                                 "template_anchor": sampling.anchor_for(model)}}
 
     # 1. The classifier's ceiling: engine renders of the evaluation avatars.
     attrs = [sample_attributes(EVAL_SEED + i) for i in range(n)]
