@@ -28,6 +28,11 @@ from dream3d.renderer import ShadingMode
 EVALUATED_ATTRIBUTES: tuple[str, ...] = ("glasses", "hair_style", "hair_colour", "facial_hair", "hat", "presentation", "age")
 """The attributes the avatar evaluation scores (those RODIN-style prompts most often name)."""
 
+OTHER_ATTRIBUTES: tuple[str, ...] = tuple(name for name in ATTRIBUTE_TYPES if name not in EVALUATED_ATTRIBUTES)
+"""The rest (face shape and the colours of skin, eyes, glasses frames and clothing). The
+evaluation classifier does not name them; scripts/eval_avatars.py reads them with the avatar
+model's portrait reader, so that a change which buys the evaluated attributes with these shows."""
+
 HEAD_CENTRE = (0.0, 0.42, 0.0)
 """Where the attribute cameras aim: the middle of the engine's head (hat top to beard)."""
 
@@ -43,16 +48,17 @@ def applicable(attributes: AvatarAttributes, name: str) -> bool:
     return not (name == "hair_colour" and attributes.hair_style is HairStyle.BALD)
 
 
-def visible_attributes(attributes: AvatarAttributes) -> dict[str, object]:
-    """{name: value} of the evaluated attributes the avatar can show (see `applicable`)."""
-    return {n: getattr(attributes, n) for n in EVALUATED_ATTRIBUTES if applicable(attributes, n)}
+def visible_attributes(attributes: AvatarAttributes, names: tuple[str, ...] = EVALUATED_ATTRIBUTES) -> dict[str, object]:
+    """{name: value} of the attributes among `names` the avatar can show (see `applicable`)."""
+    return {n: getattr(attributes, n) for n in names if applicable(attributes, n)}
 
 
-def attribute_accuracy(predicted: list[dict], wanted: list[dict]) -> dict[str, float]:
-    """Per evaluated attribute, the share of cases whose wanted value (where a case names the
+def attribute_accuracy(predicted: list[dict], wanted: list[dict],
+                       names: tuple[str, ...] = EVALUATED_ATTRIBUTES) -> dict[str, float]:
+    """Per attribute of `names`, the share of cases whose wanted value (where a case names the
     attribute) the prediction matches; 'mean' is the mean over the attributes scored."""
     result = {}
-    for name in EVALUATED_ATTRIBUTES:
+    for name in names:
         pairs = [(p[name], w[name]) for p, w in zip(predicted, wanted) if name in w]
         if pairs:
             result[name] = sum(a == b for a, b in pairs) / len(pairs)

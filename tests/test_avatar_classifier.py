@@ -72,3 +72,16 @@ def test_accuracy_scores_only_what_a_case_names_and_can_show():
     predicted = [{"glasses": "round", "age": "young"}, {"glasses": "round", "age": "old"}]
     accuracy = attribute_accuracy(predicted, wanted)
     assert accuracy == {"glasses": 0.5, "age": 0.0, "mean": 0.25}  # the second case names no age
+
+
+def test_the_other_attributes_are_scored_on_request_and_frames_only_with_glasses():
+    from avatars.attribute_classifier import OTHER_ATTRIBUTES, attribute_accuracy, visible_attributes
+    from avatars.engine import Glasses, sample_attributes
+
+    assert {"clothing_colour", "skin_tone", "glasses_colour"} <= set(OTHER_ATTRIBUTES)
+    plain = sample_attributes(0).replace(glasses=Glasses.NONE)
+    assert "glasses_colour" not in visible_attributes(plain, OTHER_ATTRIBUTES)
+    assert "glasses_colour" in visible_attributes(plain.replace(glasses=Glasses.ROUND), OTHER_ATTRIBUTES)
+    wanted = [{"clothing_colour": "red", "glasses": "round"}, {"clothing_colour": "blue"}]
+    predicted = [{"clothing_colour": "red", "glasses": "none"}, {"clothing_colour": "red", "glasses": "none"}]
+    assert attribute_accuracy(predicted, wanted, OTHER_ATTRIBUTES) == {"clothing_colour": 0.5, "mean": 0.5}
