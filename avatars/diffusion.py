@@ -543,6 +543,15 @@ def prediction_target(prediction: Prediction, alphas_cumprod: Tensor, x0: Tensor
     return a.sqrt() * noise - (1.0 - a).sqrt() * x0
 
 
+def x0_from_prediction(prediction: Prediction, alphas_cumprod: Tensor, x_t: Tensor, out: Tensor, t: Tensor) -> Tensor:
+    """The denoiser's one-step estimate of the clean planes: the inverse of `prediction_target`
+    given x_t. x_t, out: [B, ...]; t: [B] int -> [B, ...]."""
+    a = alphas_cumprod[t].reshape(-1, *([1] * (x_t.dim() - 1)))  # [B, 1, ...]
+    if prediction is Prediction.EPSILON:
+        return (x_t - (1.0 - a).sqrt() * out) / a.sqrt()
+    return a.sqrt() * x_t - (1.0 - a).sqrt() * out
+
+
 def attribute_targets(prompts: list[str]) -> dict[str, Tensor]:
     """Attribute name -> [B] index of the value each prompt names (parse_prompt), -1 where it names none."""
     named = [parse_prompt(p).specified() for p in prompts]

@@ -6,8 +6,10 @@ can keep, not generalisation), each against the avatar's own attributes:
 (0) the attribute template of its caption (models with one) added to the mean low planes of
 the N avatars, bilinearly upsampled; (1) its fitted planes at R; (2) its fitted low planes at r,
 rendered as they are (pooled planes for a model that learns pooled ones); (3) those upsampled
-bilinearly to R (the upsampler's input); (4) the learned upsampler; (5) the low planes noised
-to step t and denoised back by DDIM with the avatar's full caption, then upsampled; (6)
+bilinearly to R (the upsampler's input); (4) the learned upsampler; (5a) the low planes noised
+to step t and the denoiser's one-step estimate of them, upsampled (what the network gets
+wrong, apart from the sampler); (5) the same noised planes denoised back by DDIM with the
+avatar's full caption, then upsampled; (6)
 generation from pure noise with that caption (anchored to the template: --anchor).
 
     OMP_NUM_THREADS=2 python scripts/diagnose_avatar_stages.py --data data/avatars --model assets/avatar-diffusion -n 40
@@ -28,7 +30,15 @@ from avatars.attribute_classifier import (
     render_attribute_views,
     visible_attributes,
 )
-from avatars.diffusion import LowPlanes, initial_noise, load_model, sample_low, upsample_planes
+from avatars.diffusion import (
+    LowPlanes,
+    add_noise,
+    initial_noise,
+    load_model,
+    sample_low,
+    upsample_planes,
+    x0_from_prediction,
+)
 from avatars.generate import SamplingConfig, generate
 from avatars.rollout import roll_in, roll_out
 from avatars.triplane import avatar_field, load_avatar
@@ -87,8 +97,16 @@ def main(argv: list[str] | None = None) -> int:
             row("3 low planes, bilinear to R", upsample_planes(model.denormalize_low(low), model.config.resolution, fitted))
             row("4 learned upsampler", model.denormalize(model.upsample(low, cond.embedding, level)))
             # 5. Partial denoising: how much of its own avatar the base model keeps from step t.
+            alphas_cumprod = model.ddpm_scheduler().alphas_cumprod
+            spatial = model.template(cond.attributes)
             for t_start in args.renoise:
                 noise = torch.randn(roll_out(low).shape, generator=torch.Generator().manual_seed(1))
+                t = torch.full((len(records),), t_start)
+                x_t = add_noise(alphas_cumprod, roll_out(low), noise, t)
+                out = model.base.guided(x_t, t, cond.embedding, args.guidance[0], spatial)
+                estimate = x0_from_prediction(model.config.prediction, alphas_cumprod, x_t, out, t)
+                row(f"5a one-step estimate from t={t_start}",
+                    model.denormalize(model.upsample(roll_in(estimate), cond.embedding, level)))
                 denoised = sample_low(model, cond, noise, SamplingConfig.steps, args.guidance[0], start=(low, t_start))
                 row(f"5 noised to t={t_start}, denoised", model.denormalize(model.upsample(denoised, cond.embedding, level)))
         # 6. Generation from pure noise, at each guidance scale.

@@ -15,6 +15,7 @@ from avatars.diffusion import (
     AvatarDiffusion,
     AvatarDiffusionConfig,
     LowPlanes,
+    Prediction,
     TrainingBatch,
     downsample_planes,
     generate_planes,
@@ -276,6 +277,19 @@ def test_sampling_shape_seed_and_editing():
     image = model.condition_portrait(torch.rand(1, 64, 64, 3))
     assert generate_planes(model, image, noise, steps=2).planes.shape == (1, 3, 4, 8, 8)
     assert generate_planes(model, None, noise, steps=2).planes.shape == (1, 3, 4, 8, 8)
+
+
+@pytest.mark.parametrize("prediction", list(Prediction))
+def test_the_one_step_clean_estimate_inverts_the_training_target(prediction):
+    from avatars.diffusion import add_noise, prediction_target, x0_from_prediction
+
+    alphas_cumprod = AvatarDiffusion(AvatarDiffusionConfig.tiny()).ddpm_scheduler().alphas_cumprod
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(3, 4, 8, 24, generator=g), torch.randn(3, 4, 8, 24, generator=g)
+    t = torch.tensor([0, 400, 999])
+    x_t = add_noise(alphas_cumprod, x0, noise, t)
+    perfect = prediction_target(prediction, alphas_cumprod, x0, noise, t)
+    torch.testing.assert_close(x0_from_prediction(prediction, alphas_cumprod, x_t, perfect, t), x0, rtol=1e-3, atol=2e-3)
 
 
 def test_sampling_from_noised_planes_keeps_them_at_small_t():
