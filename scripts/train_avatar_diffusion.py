@@ -41,10 +41,16 @@ from avatars.diffusion import (
     training_loss,
     with_attribute_templates,
 )
+from avatars.engine import sample_attributes
+from avatars.prompts import describe
 from avatars.triplane import load_dataset, stack_low_planes, stack_planes
 from dream3d.atomic import write_bytes_atomic
 
 STATE_FILE = "train_state.pt"
+READING_SEED_START = 20_000_000
+"""Reading captions describe sample_attributes(seed) for seeds from here up: clear of the dataset
+(0 up), the portrait reader's training portraits (6,000,000 up) and the avatar evaluation's
+text and portrait avatars (9,000,000 and 9,500,000 up)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +78,16 @@ class TrainConfig:
     """Steps between log lines."""
     checkpoint_every: int = 500
     """Steps between checkpoints (and one at the end)."""
+    fresh_captions: bool = True
+    """Caption every drawn avatar anew at every step (`describe` with the loop's generator: all
+    attributes named for a quarter, else each dropped with probability 0.25, as the dataset's
+    stored captions were made) instead of picking one of its PROMPTS_PER_AVATAR stored ones.
+    Why: 4 fixed captions per avatar let the text encoder memorise avatars (see
+    `TrainingBatch.reading_prompts`). The portrait's alignment target is a fresh full caption."""
+    reading_captions: int = 16
+    """Captions of random engine avatars (attributes `sample_attributes(seed)` with seeds from
+    READING_SEED_START up, none of which the dataset or the evaluation uses) per step, for the
+    attribute head alone (`TrainingBatch.reading_prompts`). 0 turns it off."""
     ema_decay: float = 0.999
     """Exponential moving average of the weights, which is what the checkpoint's model (the one
     sampling uses) holds; the raw weights go to the training state. Diffusion samples from an
@@ -93,8 +109,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]
                    help="no attribute template input for the base model (AvatarDiffusionConfig.attribute_template); "
                         "by default a fresh model has one and --init-from adds one to a model without")
     for f in dataclasses.fields(TrainConfig):
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
-                       help=f"(default {f.default})")
+        if isinstance(f.default, bool):  # --fresh-captions / --no-fresh-captions
+            p.add_argument(f"--{f.name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=f.default,
+                           help=f"(default {f.default})")
+        else:
+            p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
+                           help=f"(default {f.default})")
     args = p.parse_args(argv)
     return args, TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
 
@@ -236,15 +256,24 @@ def main(argv: list[str] | None = None) -> int:
     model.train()
     while step < train.steps:
         t = time.perf_counter()
-        # 3. A batch: random avatars, a random caption of each (some name fewer attributes).
+        # 3. A batch: random avatars, a caption of each (some name fewer attributes), captions of\n        #    random engine avatars for the attribute head.
         index = torch.randint(0, len(records), (train.batch_size,), generator=gen)
         choice = torch.randint(0, 1 << 30, (train.batch_size,), generator=gen)
+        if train.fresh_captions:
+            captions = [describe(records[i].attributes, gen, drop_probability=0.0 if c % 4 == 0 else 0.25)
+                        for i, c in zip(index.tolist(), choice.tolist())]
+            full_captions = [describe(records[i].attributes, gen) for i in index.tolist()]
+        else:
+            captions = [prompts[i][c % len(prompts[i])] for i, c in zip(index.tolist(), choice.tolist())]
+            full_captions = [prompts[i][0] for i in index.tolist()]
+        reading_seeds = torch.randint(READING_SEED_START, 1 << 31, (train.reading_captions,), generator=gen).tolist()
         batch = TrainingBatch(
             planes=planes[index],
-            prompts=[prompts[i][c % len(prompts[i])] for i, c in zip(index.tolist(), choice.tolist())],
-            full_prompts=[prompts[i][0] for i in index.tolist()],
+            prompts=captions,
+            full_prompts=full_captions,
             portraits=portraits[index] if portraits is not None else None,
             low_planes=low_planes[index] if low_planes is not None else None,
+            reading_prompts=[describe(sample_attributes(s), gen, drop_probability=0.25) for s in reading_seeds] or None,
         )
         # 4. Loss, backward, clipped AdamW step with linear warmup (and cooldown).
         scale = min(1.0, (step - warmup_from + 1) / max(train.warmup_steps, 1))

@@ -237,6 +237,30 @@ def test_attribute_loss_makes_the_condition_tell_hair_colours_apart():
     assert read.tolist() == attribute_targets(prompts)["hair_colour"].tolist()
 
 
+def test_reading_prompts_teach_the_text_encoder_captions_that_come_without_planes():
+    """Captions of avatars the dataset does not hold enter the training loss through the attribute
+    head: training on them makes the head name the hair colours they ask for."""
+    from avatars.diffusion import attribute_targets
+
+    planes = synthetic_planes()
+    model = tiny_model(planes)
+    reading = [f"an old woman with long {c} hair" for c in ("black", "blonde", "red", "gray")]
+    batch = dataclasses.replace(batch_of(planes), reading_prompts=reading)
+    with torch.no_grad():
+        _, without = training_loss(model, batch_of(planes), torch.Generator().manual_seed(0))
+        _, with_reading = training_loss(model, batch, torch.Generator().manual_seed(0))
+    assert with_reading["attributes"] != without["attributes"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for step in range(60):
+        loss, _ = training_loss(model, batch, torch.Generator().manual_seed(step))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        read = model.attribute_logits(model.encode_text(reading))["hair_colour"].argmax(-1)
+    assert read.tolist() == attribute_targets(reading)["hair_colour"].tolist()
+
+
 def test_weights_saved_before_the_attribute_head_still_load(tmp_path):
     planes = synthetic_planes()
     model = tiny_model(planes).eval()
