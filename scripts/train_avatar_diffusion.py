@@ -81,7 +81,7 @@ class TrainConfig:
     fresh_captions: bool = True
     """Caption every drawn avatar anew at every step (`describe` with the loop's generator: all
     attributes named for a quarter, else each dropped with probability 0.25, as the dataset's
-    stored captions were made) instead of picking one of its PROMPTS_PER_AVATAR stored ones.
+    stored captions were made) instead of picking one of its stored captions (the build writes 4).
     Why: 4 fixed captions per avatar let the text encoder memorise avatars (see
     `TrainingBatch.reading_prompts`). The portrait's alignment target is a fresh full caption."""
     reading_captions: int = 16
@@ -256,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     model.train()
     while step < train.steps:
         t = time.perf_counter()
-        # 3. A batch: random avatars, a caption of each (some name fewer attributes), captions of\n        #    random engine avatars for the attribute head.
+        # 3. A batch: random avatars, a caption of each (some name fewer attributes), captions of
+        #    random engine avatars for the attribute head.
         index = torch.randint(0, len(records), (train.batch_size,), generator=gen)
         choice = torch.randint(0, 1 << 30, (train.batch_size,), generator=gen)
         if train.fresh_captions:
