@@ -270,6 +270,21 @@ def describe(attributes: AvatarAttributes, generator: RandomSource = None, drop_
     return caption(attributes, generator, drop_probability).text
 
 
+TRAINING_CAPTIONS_PER_AVATAR = 4
+"""Captions the avatar dataset stores for each avatar (scripts/build_avatar_dataset.py)."""
+TRAINING_CAPTION_DROP_PROBABILITY = 0.25
+"""How often a partial training caption leaves out each attribute."""
+
+
+def training_caption(attributes: AvatarAttributes, generator: RandomSource, index: int) -> str:
+    """Caption number `index` of an avatar for training the diffusion model: every
+    TRAINING_CAPTIONS_PER_AVATAR-th (index 0 first) names every attribute, the others leave each
+    out with TRAINING_CAPTION_DROP_PROBABILITY. The dataset stores indices 0-3; the training
+    loop draws new ones by the same rule."""
+    full = index % TRAINING_CAPTIONS_PER_AVATAR == 0
+    return describe(attributes, generator, drop_probability=0.0 if full else TRAINING_CAPTION_DROP_PROBABILITY)
+
+
 # ---------------------------------------------------------------------------------------------
 # Text -> attributes
 

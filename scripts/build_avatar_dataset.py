@@ -31,7 +31,7 @@ import torch
 from avatars.diffusion import AvatarDiffusionConfig, downsample_planes
 from avatars.engine import AvatarField, AvatarSDF, sample_attributes
 from avatars.evaluation import render_portrait
-from avatars.prompts import describe
+from avatars.prompts import TRAINING_CAPTIONS_PER_AVATAR, training_caption
 from avatars.triplane import (
     DECODER_FIT,
     PLANE_FIT,
@@ -50,8 +50,9 @@ from avatars.triplane import (
 
 LOW_PLANE_STEPS = 150
 """Steps of the low-resolution fit, which starts from the average-pooled full-resolution planes."""
-PROMPTS_PER_AVATAR = 4
-"""Captions stored per avatar: the first names every attribute, the others drop each with p 0.25."""
+PROMPTS_PER_AVATAR = TRAINING_CAPTIONS_PER_AVATAR
+"""Captions stored per avatar (`avatars.prompts.training_caption`: the first names every attribute,
+the others drop each with p 0.25)."""
 
 
 def peak_memory_mb() -> float:
@@ -170,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         # built with its low planes or had them added later.)
         low_planes, low_fit_figures = fit_low(avatar, planes, seed) if low_model is not None else (None, {})
         portrait = render_portrait(AvatarField(avatar, sharpness=model.sharpness))
-        prompts = [describe(attributes, torch.Generator().manual_seed(seed * PROMPTS_PER_AVATAR + j),
-                            drop_probability=0.0 if j == 0 else 0.25) for j in range(PROMPTS_PER_AVATAR)]
+        prompts = [training_caption(attributes, torch.Generator().manual_seed(seed * PROMPTS_PER_AVATAR + j), j)
+                   for j in range(PROMPTS_PER_AVATAR)]
         fit = {k: round(v, 5) for k, v in info.items()} | low_fit_figures
         save_avatar(out, AvatarRecord(index=i, seed=seed, attributes=attributes, prompts=prompts, planes=planes,
                                       portrait=portrait, fit=fit, low_planes=low_planes))

@@ -42,7 +42,7 @@ from avatars.diffusion import (
     with_attribute_templates,
 )
 from avatars.engine import sample_attributes
-from avatars.prompts import describe
+from avatars.prompts import TRAINING_CAPTION_DROP_PROBABILITY, describe, training_caption
 from avatars.triplane import load_dataset, stack_low_planes, stack_planes
 from dream3d.atomic import write_bytes_atomic
 
@@ -79,9 +79,10 @@ class TrainConfig:
     checkpoint_every: int = 500
     """Steps between checkpoints (and one at the end)."""
     fresh_captions: bool = True
-    """Caption every drawn avatar anew at every step (`describe` with the loop's generator: all
-    attributes named for a quarter, else each dropped with probability 0.25, as the dataset's
-    stored captions were made) instead of picking one of its stored captions (the build writes 4).
+    """Caption every drawn avatar anew at every step (`avatars.prompts.training_caption` with the
+    loop's generator, the rule the dataset's stored captions were made by: all attributes named
+    for a quarter, else each dropped with probability 0.25) instead of picking one of its stored
+    captions (the build writes 4).
     Why: 4 fixed captions per avatar let the text encoder memorise avatars (see
     `TrainingBatch.reading_prompts`). The portrait's alignment target is a fresh full caption."""
     reading_captions: int = 16
@@ -261,8 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         index = torch.randint(0, len(records), (train.batch_size,), generator=gen)
         choice = torch.randint(0, 1 << 30, (train.batch_size,), generator=gen)
         if train.fresh_captions:
-            captions = [describe(records[i].attributes, gen, drop_probability=0.0 if c % 4 == 0 else 0.25)
-                        for i, c in zip(index.tolist(), choice.tolist())]
+            captions = [training_caption(records[i].attributes, gen, c) for i, c in zip(index.tolist(), choice.tolist())]
             full_captions = [describe(records[i].attributes, gen) for i in index.tolist()]
         else:
             captions = [prompts[i][c % len(prompts[i])] for i, c in zip(index.tolist(), choice.tolist())]
@@ -274,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
             full_prompts=full_captions,
             portraits=portraits[index] if portraits is not None else None,
             low_planes=low_planes[index] if low_planes is not None else None,
-            reading_prompts=[describe(sample_attributes(s), gen, drop_probability=0.25) for s in reading_seeds] or None,
+            reading_prompts=[describe(sample_attributes(s), gen, drop_probability=TRAINING_CAPTION_DROP_PROBABILITY)
+                             for s in reading_seeds] or None,
         )
         # 4. Loss, backward, clipped AdamW step with linear warmup (and cooldown).
         scale = min(1.0, (step - warmup_from + 1) / max(train.warmup_steps, 1))
