@@ -99,16 +99,23 @@ def main(argv: list[str] | None = None) -> int:
             # 5. Partial denoising: how much of its own avatar the base model keeps from step t.
             alphas_cumprod = model.ddpm_scheduler().alphas_cumprod
             spatial = model.template(cond.attributes)
+            ddim = model.ddim_scheduler()
+            ddim.set_timesteps(SamplingConfig.steps)
             for t_start in args.renoise:
+                # Row 5's sampler starts at the last DDIM step <= t_start: row 5a estimates from that step too.
+                first_steps = ddim.timesteps[ddim.timesteps <= t_start]
+                if len(first_steps) == 0:
+                    raise SystemExit(f"--renoise {t_start} is below the first of {SamplingConfig.steps} DDIM steps")
+                t_step = int(first_steps[0])
                 noise = torch.randn(roll_out(low).shape, generator=torch.Generator().manual_seed(1))
-                t = torch.full((len(records),), t_start)
+                t = torch.full((len(records),), t_step)
                 x_t = add_noise(alphas_cumprod, roll_out(low), noise, t)
                 out = model.base.guided(x_t, t, cond.embedding, args.guidance[0], spatial)
                 estimate = x0_from_prediction(model.config.prediction, alphas_cumprod, x_t, out, t)
-                row(f"5a one-step estimate from t={t_start}",
+                row(f"5a one-step estimate from t={t_step}",
                     model.denormalize(model.upsample(roll_in(estimate), cond.embedding, level)))
                 denoised = sample_low(model, cond, noise, SamplingConfig.steps, args.guidance[0], start=(low, t_start))
-                row(f"5 noised to t={t_start}, denoised", model.denormalize(model.upsample(denoised, cond.embedding, level)))
+                row(f"5 noised to t={t_step}, denoised", model.denormalize(model.upsample(denoised, cond.embedding, level)))
         # 6. Generation from pure noise, at each guidance scale.
         noise = torch.cat([initial_noise(model.config, 1, torch.Generator().manual_seed(i)) for i in range(len(records))])
         for scale in args.guidance:
