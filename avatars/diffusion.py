@@ -764,6 +764,18 @@ def with_attribute_templates(model: AvatarDiffusion, templates: Tensor, template
     return upgraded.train(model.training)
 
 
+def with_scale_shift(model: AvatarDiffusion) -> AvatarDiffusion:
+    """A trained model whose base UNet lacks `scale_shift` -> the same model with it: every weight
+    and buffer kept and the new scale projections zero, so it samples exactly as before until it
+    is trained further."""
+    config = dataclasses.replace(model.config, base=dataclasses.replace(model.config.base, scale_shift=True))
+    upgraded = AvatarDiffusion(config, tokenizer=model.tokenizer).to(model.plane_mean.device)
+    missing, unexpected = upgraded.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(not (k.startswith("base.") and ".embed_scale." in k) for k in missing):
+        raise RuntimeError(f"cannot add scale-shift conditioning: missing {missing}, unexpected {unexpected}")
+    return upgraded.train(model.training)
+
+
 def with_portrait_reader(model: AvatarDiffusion, reader: AttributeClassifier) -> AvatarDiffusion:
     """A model -> the same model whose portraits' attribute templates come from `reader` (a
     classifier of portraits naming every attribute); every other weight kept."""
@@ -844,4 +856,5 @@ __all__ = [
     "upsample_planes",
     "with_attribute_templates",
     "with_portrait_reader",
+    "with_scale_shift",
 ]

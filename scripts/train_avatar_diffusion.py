@@ -40,6 +40,7 @@ from avatars.diffusion import (
     save_model,
     training_loss,
     with_attribute_templates,
+    with_scale_shift,
 )
 from avatars.engine import sample_attributes
 from avatars.prompts import TRAINING_CAPTION_DROP_PROBABILITY, describe, training_caption
@@ -109,6 +110,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]
     p.add_argument("--no-attribute-template", action="store_true",
                    help="no attribute template input for the base model (AvatarDiffusionConfig.attribute_template); "
                         "by default a fresh model has one and --init-from adds one to a model without")
+    p.add_argument("--scale-shift", action="store_true",
+                   help="give the base UNet multiplicative (AdaGN) conditioning (TriplaneUNetConfig.scale_shift): "
+                        "a fresh model is built with it, --init-from adds it zero-initialised")
     for f in dataclasses.fields(TrainConfig):
         if isinstance(f.default, bool):  # --fresh-captions / --no-fresh-captions
             p.add_argument(f"--{f.name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=f.default,
@@ -189,12 +193,17 @@ def main(argv: list[str] | None = None) -> int:
             model.attribute_templates.copy_(templates)
             model.template_mean.copy_(mean)
             log(f"attribute templates recomputed from {len(records)} avatars (mean change {change:.4f})")
+        if args.scale_shift and not model.config.base.scale_shift:
+            model = with_scale_shift(model)
+            log(f"the base model gains scale-shift conditioning (zero-initialised; from {args.init_from})")
     else:
         config = (AvatarDiffusionConfig.tiny(triplane.channels, triplane.resolution) if args.tiny
                   else AvatarDiffusionConfig(plane_channels=triplane.channels, resolution=triplane.resolution))
         if low_planes is None:
             log(f"{args.data} has no fitted low planes (built before them): the base model learns pooled planes")
             config = dataclasses.replace(config, low_planes=LowPlanes.POOLED)
+        if args.scale_shift:
+            config = dataclasses.replace(config, base=dataclasses.replace(config.base, scale_shift=True))
         if args.no_attribute_template:
             config = dataclasses.replace(config, attribute_template=False,
                                          base=dataclasses.replace(config.base, spatial_channels=0))

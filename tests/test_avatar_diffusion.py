@@ -207,6 +207,33 @@ def test_a_trained_model_gains_templates_without_changing_its_samples():
     assert torch.isfinite(loss)
 
 
+def test_a_trained_model_gains_scale_shift_conditioning_without_changing_its_samples(tmp_path):
+    from avatars.diffusion import with_scale_shift
+
+    planes = synthetic_planes()
+    old = tiny_model(planes)
+    train(old, planes, steps=2)
+    old.eval()
+    new = with_scale_shift(old).eval()
+    assert new.config.base.scale_shift and not old.config.base.scale_shift
+    noise = initial_noise(old.config, 2, torch.Generator().manual_seed(5))
+    prompts = ["a young woman with long red hair", "an old man"]
+    before = generate_planes(old, old.condition_text(prompts), noise, steps=3).planes
+    assert torch.equal(before, generate_planes(new, new.condition_text(prompts), noise, steps=3).planes)
+    # Training moves the new projections, and the model keeps them through save and load.
+    new.train()
+    train(new, planes, steps=2)
+    scales = [block.embed_scale.weight for block in new.base.down_blocks]
+    assert all(w.abs().sum() > 0 for w in scales)
+    new.eval()
+    save_model(tmp_path, new, make_decoder(AvatarTriplaneConfig(channels=4, resolution=8)),
+               AvatarTriplaneConfig(channels=4, resolution=8), {"steps": 2})
+    loaded, *_ = load_model(tmp_path)
+    assert loaded.config.base.scale_shift
+    torch.testing.assert_close(generate_planes(loaded, loaded.condition_text(prompts), noise, steps=3).planes,
+                               generate_planes(new, new.condition_text(prompts), noise, steps=3).planes)
+
+
 def test_training_loss_decreases():
     planes = synthetic_planes()
     model = tiny_model(planes)
