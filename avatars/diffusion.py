@@ -652,6 +652,16 @@ def lowpass_planes(x: Tensor, factor: int) -> Tensor:
     return roll_out(coarse.reshape(b, 3, c, r, r))
 
 
+def timesteps_from(timesteps: Tensor, t_start: int) -> Tensor:
+    """A DDIM schedule's timesteps (descending) -> the ones a sample started at step t_start
+    visits: from the last one <= t_start on (SDEdit's start, `sample_low`'s `start`). Raises
+    ValueError when t_start is below them all."""
+    kept = timesteps[timesteps <= t_start]
+    if len(kept) == 0:
+        raise ValueError(f"start t={t_start} is below the first of {len(timesteps)} DDIM steps")
+    return kept
+
+
 @torch.no_grad()
 def sample_low(model: AvatarDiffusion, cond: AvatarCondition | None, noise: Tensor, steps: int = 50,
                guidance_scale: float = 3.0, start: tuple[Tensor, int] | None = None, anchor: int = 0) -> Tensor:
@@ -674,9 +684,7 @@ def sample_low(model: AvatarDiffusion, cond: AvatarCondition | None, noise: Tens
         x = noise.to(device) * scheduler.init_noise_sigma
     else:
         planes, t_start = start
-        timesteps = timesteps[timesteps <= t_start]
-        if len(timesteps) == 0:
-            raise ValueError(f"start t={t_start} is below the first of {steps} DDIM steps")
+        timesteps = timesteps_from(timesteps, t_start)
         x = add_noise(alphas_cumprod, roll_out(planes.to(device)), noise.to(device), timesteps[:1].expand(noise.shape[0]))
     reference = None if cond is None or not anchor else model.anchor_planes(cond.attributes.to(device))
     step_size = model.config.num_train_timesteps // steps
@@ -852,6 +860,7 @@ __all__ = [
     "prompt_attribute_vectors",
     "sample_low",
     "save_model",
+    "timesteps_from",
     "training_loss",
     "upsample_planes",
     "with_attribute_templates",

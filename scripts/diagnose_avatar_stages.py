@@ -36,6 +36,7 @@ from avatars.diffusion import (
     initial_noise,
     load_model,
     sample_low,
+    timesteps_from,
     upsample_planes,
     x0_from_prediction,
 )
@@ -103,10 +104,10 @@ def main(argv: list[str] | None = None) -> int:
             ddim.set_timesteps(SamplingConfig.steps)
             for t_start in args.renoise:
                 # Row 5's sampler starts at the last DDIM step <= t_start: row 5a estimates from that step too.
-                first_steps = ddim.timesteps[ddim.timesteps <= t_start]
-                if len(first_steps) == 0:
-                    raise SystemExit(f"--renoise {t_start} is below the first of {SamplingConfig.steps} DDIM steps")
-                t_step = int(first_steps[0])
+                try:
+                    t_step = int(timesteps_from(ddim.timesteps, t_start)[0])
+                except ValueError as error:
+                    raise SystemExit(f"--renoise {t_start}: {error}") from None
                 noise = torch.randn(roll_out(low).shape, generator=torch.Generator().manual_seed(1))
                 t = torch.full((len(records),), t_step)
                 x_t = add_noise(alphas_cumprod, roll_out(low), noise, t)
