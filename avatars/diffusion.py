@@ -63,7 +63,7 @@ import enum
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -756,6 +756,19 @@ def save_model(folder: str | os.PathLike, model: AvatarDiffusion, decoder: Tripl
     return path
 
 
+def _upgraded(model: AvatarDiffusion, config: AvatarDiffusionConfig, what: str, is_new: Callable[[str], bool],
+              **init) -> AvatarDiffusion:
+    """A model of `config` (built with `init`: stats, templates, ...) holding every weight and
+    buffer of `model`, in its training mode. Only keys `is_new` accepts may be new (left as built:
+    zero-initialised inputs); anything else missing or unexpected raises a RuntimeError naming
+    `what` was being added."""
+    upgraded = AvatarDiffusion(config, tokenizer=model.tokenizer, **init).to(model.plane_mean.device)
+    missing, unexpected = upgraded.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(not is_new(k) for k in missing):
+        raise RuntimeError(f"cannot add {what}: missing {missing}, unexpected {unexpected}")
+    return upgraded.train(model.training)
+
+
 def with_attribute_templates(model: AvatarDiffusion, templates: Tensor, template_mean: Tensor) -> AvatarDiffusion:
     """A trained model without attribute templates -> the same model with them: every weight
     kept, templates [K, 3, C, r, r] and their mean planes [3, C, r, r] set, and the base UNet's
@@ -764,12 +777,9 @@ def with_attribute_templates(model: AvatarDiffusion, templates: Tensor, template
     config = dataclasses.replace(c, attribute_template=True,
                                  base=dataclasses.replace(c.base, spatial_channels=c.plane_channels))
     stats = PlaneStats(model.plane_mean, model.plane_std, model.plane_low_mean, model.plane_low_std)
-    upgraded = AvatarDiffusion(config, stats, model.tokenizer, templates, template_mean).to(model.plane_mean.device)
-    missing, unexpected = upgraded.load_state_dict(model.state_dict(), strict=False)
-    if unexpected or any(not (k.startswith("base.spatial_in.") or k in ("attribute_templates", "template_mean"))
-                         for k in missing):
-        raise RuntimeError(f"cannot add attribute templates: missing {missing}, unexpected {unexpected}")
-    return upgraded.train(model.training)
+    return _upgraded(model, config, "attribute templates",
+                     lambda k: k.startswith("base.spatial_in.") or k in ("attribute_templates", "template_mean"),
+                     stats=stats, templates=templates, template_mean=template_mean)
 
 
 def with_scale_shift(model: AvatarDiffusion) -> AvatarDiffusion:
@@ -777,11 +787,7 @@ def with_scale_shift(model: AvatarDiffusion) -> AvatarDiffusion:
     and buffer kept and the new scale projections zero, so it samples exactly as before until it
     is trained further."""
     config = dataclasses.replace(model.config, base=dataclasses.replace(model.config.base, scale_shift=True))
-    upgraded = AvatarDiffusion(config, tokenizer=model.tokenizer).to(model.plane_mean.device)
-    missing, unexpected = upgraded.load_state_dict(model.state_dict(), strict=False)
-    if unexpected or any(not (k.startswith("base.") and ".embed_scale." in k) for k in missing):
-        raise RuntimeError(f"cannot add scale-shift conditioning: missing {missing}, unexpected {unexpected}")
-    return upgraded.train(model.training)
+    return _upgraded(model, config, "scale-shift conditioning", lambda k: k.startswith("base.") and ".embed_scale." in k)
 
 
 def with_portrait_reader(model: AvatarDiffusion, reader: AttributeClassifier) -> AvatarDiffusion:
