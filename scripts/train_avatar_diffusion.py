@@ -51,6 +51,12 @@ STATE_FILE = "train_state.pt"
 CARRIED_INFO = ("portrait_reader",)
 """Keys of a model folder's info that a run started from it (or resuming it) keeps: what the
 training loop does not itself produce (scripts/train_avatar_classifier.py --into-model writes it)."""
+
+
+def carried_info(info: dict) -> dict:
+    """The part of a model folder's info (`load_model`'s fourth value) that CARRIED_INFO names."""
+    return {k: v for k, v in info.items() if k in CARRIED_INFO}
+
 READING_SEED_START = 20_000_000
 """Reading captions describe sample_attributes(seed) for seeds from here up: clear of the dataset
 (0 up), the portrait reader's training portraits (6,000,000 up) and the avatar evaluation's
@@ -165,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     init_step = 0
     # What a model folder's info says about parts trained elsewhere (the portrait reader's
     # provenance), carried into this run's checkpoints.
-    carried_info: dict = {}
+    carried: dict = {}
     if resume:
         model, decoder, _, resumed_info = load_model(out)  # keep its decoder (it may be the noise-robust one)
-        carried_info = {k: v for k, v in resumed_info.items() if k in CARRIED_INFO}
+        carried = carried_info(resumed_info)
         model.train()
     elif args.init_from is not None:
         # The planes only mean something under the decoder they were fitted with: build the dataset
@@ -181,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{args.data} was not fitted with the decoder of {args.init_from}: rebuild it with "
                              f"scripts/build_avatar_dataset.py --decoder-from {args.init_from}")
         init_step = int(init_info.get("steps", 0))
-        carried_info = {k: v for k, v in init_info.items() if k in CARRIED_INFO}
+        carried = carried_info(init_info)
         if model.config.low_planes is LowPlanes.POOLED and low_planes is not None:
             # Move the base model onto the fitted low planes: their statistics replace the pooled
             # ones (the fine-tune then adapts the denoiser; the upsampler's input changes likewise).
@@ -259,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         f"text {count_parameters(model.text_encoder):,} portrait {count_parameters(model.portrait_encoder):,}; {train}")
 
     def checkpoint() -> None:
-        info = {**carried_info, "steps": step, "dataset": str(args.data), "avatars": len(records), "train": dataclasses.asdict(train),
+        info = {**carried, "steps": step, "dataset": str(args.data), "avatars": len(records), "train": dataclasses.asdict(train),
                 "seconds_per_step": round(seconds / max(steps_timed, 1), 4)}
         save_model(out, ema if train.ema_decay > 0 else model, decoder, triplane, info)
         buffer = io.BytesIO()
