@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from avatars.encoders import images_at_size
 from avatars.engine import ATTRIBUTE_TYPES, AvatarAttributes, Glasses, HairStyle
 from dream3d.atomic import write_with
 from dream3d.cameras import Cameras, look_at
@@ -134,9 +135,11 @@ class AttributeClassifier(nn.Module):
                                     for name in config.attributes})
 
     def forward(self, views: Tensor) -> dict[str, Tensor]:
-        """views: [B, V, H, W, 3] -> {name: [B, number of values]}."""
+        """views: [B, V, H, W, 3] -> {name: [B, number of values]} (views of another size than
+        config.image_size are resized to it)."""
         b, v = views.shape[:2]
-        x = views.reshape(b * v, *views.shape[2:]).permute(0, 3, 1, 2).float() * 2.0 - 1.0  # [B*V, 3, H, W]
+        x = views.reshape(b * v, *views.shape[2:]).permute(0, 3, 1, 2).float()  # [B*V, 3, H, W]
+        x = images_at_size(x, self.config.image_size) * 2.0 - 1.0  # [B*V, 3, S, S]
         features = self.convs(x)  # [B*V, C, h, w]
         h = self.trunk(features.reshape(b, -1))
         return {name: head(h) for name, head in self.heads.items()}

@@ -70,7 +70,6 @@ from pathlib import Path
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from avatars.attribute_classifier import AttributeClassifier, AttributeClassifierConfig
 from avatars.encoders import (
@@ -420,10 +419,6 @@ class AvatarDiffusion(nn.Module):
         gradient): the portrait reader's softmax, or the attribute head's on the embedding."""
         with torch.no_grad():
             if self.portrait_reader is not None:
-                size = self.portrait_reader.config.image_size
-                if portraits.shape[1:3] != (size, size):  # e.g. a dataset's 64-pixel portraits, a smaller reader
-                    portraits = F.interpolate(portraits.permute(0, 3, 1, 2), size=(size, size), mode="area",
-                                              ).permute(0, 2, 3, 1)
                 return self.portrait_reader.value_probabilities(portraits[:, None])
             return self.attribute_probabilities(embedding)
 

@@ -127,6 +127,15 @@ class AvatarTextEncoder(nn.Module):
 # Portrait encoder
 
 
+def images_at_size(images: Tensor, size: int) -> Tensor:
+    """images [N, 3, H, W] -> [N, 3, size, size], resized (antialiased bilinear) only where H, W
+    differ: image networks that end in a fixed-size linear layer (the portrait encoder, the
+    attribute classifier) take portraits of any size this way."""
+    if images.shape[-2:] == (size, size):
+        return images
+    return nn.functional.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
 @dataclass(frozen=True)
 class PortraitEncoderConfig:
     """The portrait CNN: stride-2 stages, then a small MLP over the flattened last map."""
@@ -169,10 +178,7 @@ class PortraitEncoder(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         """images: [B, H, W, 3] in [0, 1] -> [B, out_dim]."""
-        x = images.permute(0, 3, 1, 2).float()  # [B, 3, H, W]
-        size = self.config.image_size
-        if x.shape[-2:] != (size, size):
-            x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        x = images_at_size(images.permute(0, 3, 1, 2).float(), self.config.image_size)  # [B, 3, S, S]
         return self.head(self.convs(2.0 * x - 1.0))  # [-1, 1] in
 
 
@@ -183,4 +189,5 @@ __all__ = [
     "PortraitEncoderConfig",
     "avatar_tokenizer",
     "avatar_vocabulary",
+    "images_at_size",
 ]
