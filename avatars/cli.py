@@ -34,6 +34,8 @@ DEFAULT_DIFFUSION_STEPS = 50
 DEFAULT_GUIDANCE = 3.0
 DEFAULT_TEMPLATE_ANCHOR = 4
 """avatars.generate.SamplingConfig.template_anchor (kept here so parsing imports no torch)."""
+DEFAULT_CLASSIFIER_GUIDANCE = 10.0
+"""avatars.generate.SamplingConfig.classifier_scale (likewise)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,6 +63,9 @@ def build_parser() -> _Parser:
     p.add_argument("--anchor", type=int, default=DEFAULT_TEMPLATE_ANCHOR,
                    help="anchor the diffusion model's coarse content to the attribute template every "
                         f"step, at 1/N of its resolution; 0: off (default {DEFAULT_TEMPLATE_ANCHOR})")
+    p.add_argument("--classifier-guidance", type=float, default=DEFAULT_CLASSIFIER_GUIDANCE, metavar="S",
+                   help="classifier guidance by the model's plane attribute classifier, toward the attributes "
+                        f"the prompt or portrait names; 0: off (default {DEFAULT_CLASSIFIER_GUIDANCE})")
     p.add_argument("--random", action="store_true", help="a random avatar (sample_attributes(seed))")
     p.add_argument("--attributes", default=None, metavar="TEXT",
                    help='attributes in words, e.g. "an old man with short gray hair wearing glasses"; '
@@ -100,6 +105,8 @@ def _check_diffusion(args: argparse.Namespace) -> None:
         raise UsageError(f"--steps must be at least 1, got {args.steps}")
     if args.guidance < 0:
         raise UsageError(f"--guidance must be 0 or more, got {args.guidance}")
+    if args.classifier_guidance < 0:
+        raise UsageError(f"--classifier-guidance must be 0 or more, got {args.classifier_guidance}")
     if args.anchor < 0:
         raise UsageError(f"--anchor must be 0 or more, got {args.anchor}")
 

@@ -80,6 +80,7 @@ from avatars.encoders import (
     avatar_tokenizer,
 )
 from avatars.engine.attributes import ATTRIBUTE_TYPES, AvatarAttributes
+from avatars.plane_classifier import PlaneAttributeClassifier, PlaneClassifierConfig, guidance_gradient
 from avatars.prompts import kinds_left_open, parse_prompt
 from avatars.rollout import AxisPool, roll_in, roll_out
 from avatars.triplane import AvatarTriplaneConfig
@@ -156,6 +157,11 @@ class AvatarDiffusionConfig:
     Why: the attribute head reads the portrait embedding, which is pulled toward the caption's
     for the diffusion model's sake, and names held-out portraits' attributes only 0.70 of the
     time (hair colour 0.35). None: the head's reading is used."""
+    plane_classifier: PlaneClassifierConfig | None = None
+    """A noise-aware classifier that reads every attribute off the base model's noisy low planes
+    (`avatars.plane_classifier`, trained on the dataset's fitted low planes by
+    scripts/train_plane_classifier.py and added with `with_plane_classifier`), for classifier
+    guidance (`sample_low`'s `classifier`). None: sampling has classifier-free guidance only."""
     beta_start: float = 1e-4
     """First beta of the linear DDPM schedule (DDPM's own; its last alpha-bar, 4e-5, leaves
     almost no signal at t = T, so sampling from pure noise matches training)."""
@@ -229,6 +235,8 @@ class AvatarDiffusionConfig:
                       "text": AvatarTextEncoderConfig(**data["text"]),
                       "portrait_reader": (None if data.get("portrait_reader") is None
                                           else AttributeClassifierConfig.from_json(data["portrait_reader"])),
+                      "plane_classifier": (None if data.get("plane_classifier") is None
+                                           else PlaneClassifierConfig.from_json(data["plane_classifier"])),
                       "portrait": PortraitEncoderConfig(**{**data["portrait"],
                                                            "widths": tuple(data["portrait"]["widths"])})})
 
@@ -362,6 +370,8 @@ class AvatarDiffusion(nn.Module):
         self.upsampler = TriplaneUNet(config.upsampler)
         self.portrait_reader = (None if config.portrait_reader is None
                                 else AttributeClassifier(config.portrait_reader).requires_grad_(False))
+        self.plane_classifier = (None if config.plane_classifier is None
+                                 else PlaneAttributeClassifier(config.plane_classifier).requires_grad_(False))
         # Reads each attribute's value out of a condition [B, D] (logits of all attributes, side by side).
         self.attribute_head = nn.Linear(config.text.out_dim, sum(len(kind) for kind in ATTRIBUTE_TYPES.values()))
         shape = (3, config.plane_channels)
@@ -387,8 +397,9 @@ class AvatarDiffusion(nn.Module):
 
     def train(self, mode: bool = True) -> "AvatarDiffusion":
         super().train(mode)
-        if self.portrait_reader is not None:
-            self.portrait_reader.eval()  # frozen: it always reads as it was evaluated (no dropout)
+        for frozen in (self.portrait_reader, self.plane_classifier):
+            if frozen is not None:
+                frozen.eval()  # frozen: it always reads as it was evaluated
         return self
 
     # Conditions ------------------------------------------------------------------------------
@@ -662,9 +673,19 @@ def timesteps_from(timesteps: Tensor, t_start: int) -> Tensor:
     return kept
 
 
+def classifier_shift(prediction: Prediction, alpha_bar: Tensor, scale: float, grad: Tensor) -> Tensor:
+    """What classifier guidance adds to the denoiser's output at a step with cumulative alpha
+    `alpha_bar` (scalar), given grad = grad_x log p(y | x_t) [B, C, r, 3r]. In epsilon terms the
+    shift is -s sqrt(1 - alpha_bar) grad; a v prediction (v = sqrt(alpha_bar) eps - sqrt(1 -
+    alpha_bar) x0 at fixed x_t) moves by that over sqrt(alpha_bar)."""
+    shift = -scale * (1 - alpha_bar).sqrt() * grad
+    return shift if prediction is Prediction.EPSILON else shift / alpha_bar.sqrt()
+
+
 @torch.no_grad()
 def sample_low(model: AvatarDiffusion, cond: AvatarCondition | None, noise: Tensor, steps: int = 50,
-               guidance_scale: float = 3.0, start: tuple[Tensor, int] | None = None, anchor: int = 0) -> Tensor:
+               guidance_scale: float = 3.0, start: tuple[Tensor, int] | None = None, anchor: int = 0,
+               classifier: PlaneAttributeClassifier | None = None, classifier_scale: float = 0.0) -> Tensor:
     """DDIM (eta 0) with classifier-free guidance from `noise` [B, C, r, 3r].
     cond: B conditions, or None for unconditional samples. start: (normalised low planes
     [B, 3, C, r, r], t) to begin from those planes noised with `noise` to the last DDIM step
@@ -693,6 +714,9 @@ def sample_low(model: AvatarDiffusion, cond: AvatarCondition | None, noise: Tens
             out = model.base(x, t, embedding, spatial=spatial)  # v or eps, as trained
         else:
             out = model.base.guided(x, t, embedding, guidance_scale, spatial)
+        if classifier is not None and classifier_scale and cond is not None:
+            out = out + classifier_shift(model.config.prediction, alphas_cumprod[t], classifier_scale,
+                                         guidance_gradient(classifier, x, t, cond.attributes.to(device)))
         x = scheduler.step(out, t, x, eta=0.0).prev_sample
         t_prev = int(t) - step_size
         if reference is not None and t_prev > 0:
@@ -716,12 +740,14 @@ class GeneratedPlanes:
 
 @torch.no_grad()
 def generate_planes(model: AvatarDiffusion, cond: AvatarCondition | None, noise: Tensor, steps: int = 50,
-                    guidance_scale: float = 3.0, anchor: int = 0) -> GeneratedPlanes:
+                    guidance_scale: float = 3.0, anchor: int = 0, classifier: PlaneAttributeClassifier | None = None,
+                    classifier_scale: float = 0.0) -> GeneratedPlanes:
     """B conditions (None: unconditional) + noise [B, C, r, 3r] -> base sample (anchored: see
     `sample_low`) -> upsample -> planes."""
     model.eval()
     t0 = time.perf_counter()
-    low = sample_low(model, cond, noise, steps, guidance_scale, anchor=anchor)  # [B, 3, C, r, r] normalised
+    low = sample_low(model, cond, noise, steps, guidance_scale, anchor=anchor, classifier=classifier,
+                     classifier_scale=classifier_scale)  # [B, 3, C, r, r] normalised
     t1 = time.perf_counter()
     level = torch.full((low.shape[0],), model.config.upsampler_noise_sample, device=low.device)
     high = model.upsample(low, None if cond is None else cond.embedding.to(low.device), level)  # [B, 3, C, R, R] normalised
@@ -806,6 +832,21 @@ def with_portrait_reader(model: AvatarDiffusion, reader: AttributeClassifier) ->
     return upgraded.train(model.training)
 
 
+def with_plane_classifier(model: AvatarDiffusion, classifier: PlaneAttributeClassifier) -> AvatarDiffusion:
+    """A model -> the same model carrying `classifier` (trained on this model's normalised low
+    planes) for classifier guidance; every other weight kept."""
+    c = classifier.config
+    if (c.plane_channels, c.resolution) != (model.config.plane_channels, model.config.low_resolution):
+        raise ValueError(f"a plane classifier must read {model.config.plane_channels}-channel planes of "
+                         f"{model.config.low_resolution} texels, not {c.plane_channels} of {c.resolution}")
+    upgraded = AvatarDiffusion(dataclasses.replace(model.config, plane_classifier=c),
+                               tokenizer=model.tokenizer).to(model.plane_mean.device)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("plane_classifier.")}
+    state |= {f"plane_classifier.{k}": v for k, v in classifier.state_dict().items()}
+    upgraded.load_state_dict(state)
+    return upgraded.train(model.training)
+
+
 def load_weights(model: AvatarDiffusion, state: dict[str, Tensor]) -> None:
     """Load a state dict; weights saved before the attribute head existed load with a fresh head,
     those saved before the template mean was kept without one (`can_anchor` is then False)."""
@@ -870,6 +911,7 @@ __all__ = [
     "training_loss",
     "upsample_planes",
     "with_attribute_templates",
+    "with_plane_classifier",
     "with_portrait_reader",
     "with_scale_shift",
 ]

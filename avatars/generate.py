@@ -62,12 +62,23 @@ class SamplingConfig:
     24500 (scripts/eval_avatars.py -n 48) went 0.67 -> 0.71 (full prompt), 0.75 -> 0.81 (short)
     and 0.69 -> 0.70 (portrait); on 40 dataset avatars 0.722 -> 0.763 at step 22000 (factors 3,
     6: 0.756, 0.733) but 0.740 -> 0.729 at step 24500, so the gain is small against the noise."""
+    classifier_scale: float = 10.0
+    """Classifier guidance by the model's noise-aware plane classifier (`sample_low`'s
+    `classifier_scale`; `avatars.plane_classifier`). 0: off; a model without a plane classifier
+    samples without it. Why: the base denoiser loses hair colour, beards and age on the way
+    from noise even when the prompt names them; a classifier reading them off x_t pushes every
+    step toward them (figures in assets/avatar-diffusion/MODEL_CARD.md)."""
     seed: int = 0
     """Seeds the initial noise: the same seed and condition give the same avatar."""
 
     def anchor_for(self, model: AvatarDiffusion) -> int:
         """The anchoring factor `model` is sampled with: template_anchor, or 0 where it cannot anchor."""
         return self.template_anchor if model.can_anchor else 0
+
+    def classifier_scale_for(self, model: AvatarDiffusion) -> float:
+        """The classifier guidance scale `model` is sampled with: classifier_scale, or 0 where the
+        model has no plane classifier."""
+        return self.classifier_scale if model.plane_classifier is not None else 0.0
 
 
 def not_trained_message(folder: Path) -> str:
@@ -131,7 +142,8 @@ def generate(model: AvatarDiffusion, cond: AvatarCondition, sampling: SamplingCo
     """B conditions -> planes [B, 3, C, R, R]. noise [B, C, r, 3r] defaults to the seed's."""
     if noise is None:
         noise = initial_noise(model.config, len(cond), torch.Generator().manual_seed(sampling.seed))
-    return generate_planes(model, cond, noise, sampling.steps, sampling.guidance_scale, sampling.anchor_for(model))
+    return generate_planes(model, cond, noise, sampling.steps, sampling.guidance_scale, sampling.anchor_for(model),
+                           classifier=model.plane_classifier, classifier_scale=sampling.classifier_scale_for(model))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,7 +181,7 @@ def run_from_cli(args: argparse.Namespace) -> int:
         raise UsageError(f"--anchor must divide {model.config.low_resolution} (the base model's plane size), "
                          f"got {args.anchor}")
     sampling = SamplingConfig(steps=args.steps, guidance_scale=args.guidance, template_anchor=args.anchor,
-                              seed=args.seed)
+                              classifier_scale=args.classifier_guidance, seed=args.seed)
 
     # 2. The condition, and the same noise for every avatar of this run (the edit keeps it).
     with torch.no_grad():
@@ -205,7 +217,8 @@ def run_from_cli(args: argparse.Namespace) -> int:
                                   if args.photo is None or i else None),
             "seed": args.seed,
             "sampling": {"steps": sampling.steps, "guidance_scale": sampling.guidance_scale,
-                         "template_anchor": sampling.anchor_for(model)},
+                         "template_anchor": sampling.anchor_for(model),
+                         "classifier_scale": sampling.classifier_scale_for(model)},
             "model": str(args.model if args.model is not None else default_model_dir()),
             "model_info": info,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},

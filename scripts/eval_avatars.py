@@ -145,17 +145,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale")
     p.add_argument("--anchor", type=int, default=SamplingConfig.template_anchor,
                    help="template anchoring factor (0: off; see SamplingConfig.template_anchor)")
+    p.add_argument("--classifier-guidance", type=float, default=SamplingConfig.classifier_scale,
+                   help="classifier guidance scale (0: off; see SamplingConfig.classifier_scale)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--no-cli", action="store_true", help="skip the timed CLI run")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args(argv)
     model, decoder, triplane, info = load_trained(args.model)
     classifier, classifier_info = load_classifier(args.classifier)
-    sampling = SamplingConfig(steps=args.steps, guidance_scale=args.guidance, template_anchor=args.anchor)
+    sampling = SamplingConfig(steps=args.steps, guidance_scale=args.guidance, template_anchor=args.anchor,
+                              classifier_scale=args.classifier_guidance)
     n = args.num
     report: dict = {"model_steps": info.get("steps"), "avatars_in_dataset": info.get("avatars"), "n": n,
                     "sampling": {"steps": args.steps, "guidance": args.guidance,
-                                 "template_anchor": sampling.anchor_for(model)}}
+                                 "template_anchor": sampling.anchor_for(model),
+                                 "classifier_scale": sampling.classifier_scale_for(model)}}
 
     # 1. The classifier's ceiling: engine renders of the evaluation avatars.
     attrs = [sample_attributes(EVAL_SEED + i) for i in range(n)]

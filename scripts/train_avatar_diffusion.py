@@ -48,9 +48,10 @@ from avatars.triplane import load_dataset, stack_low_planes, stack_planes
 from dream3d.atomic import write_bytes_atomic
 
 STATE_FILE = "train_state.pt"
-CARRIED_INFO = ("portrait_reader",)
+CARRIED_INFO = ("portrait_reader", "plane_classifier")
 """Keys of a model folder's info that a run started from it (or resuming it) keeps: what the
-training loop does not itself produce (scripts/train_avatar_classifier.py --into-model writes it)."""
+training loop does not itself produce (scripts/train_avatar_classifier.py and
+scripts/train_plane_classifier.py write them with --into-model)."""
 
 
 def carried_info(info: dict) -> dict:

@@ -465,6 +465,7 @@ def test_avatar_help_states_the_real_sampling_defaults(capsys):
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps help lines
     assert f"0: off (default {SamplingConfig.template_anchor})" in out
     assert f"guidance scale (default {SamplingConfig.guidance_scale})" in out
+    assert f"names; 0: off (default {SamplingConfig.classifier_scale})" in out
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -473,6 +474,7 @@ def test_avatar_help_states_the_real_sampling_defaults(capsys):
     (["an old man", "--random"], "leave them out"),
     (["an old man", "--steps", "0"], "--steps"),
     (["an old man", "--anchor", "-1"], "--anchor"),
+    (["an old man", "--classifier-guidance", "-2"], "--classifier-guidance"),
     (["  "], "empty"),
 ])
 def test_bad_diffusion_input_is_one_line(argv, words, tmp_path, capsys):
@@ -524,6 +526,27 @@ def test_cli_text_prompt_and_edit_write_run_folders(tiny_model_folder, tmp_path,
     code, _, err = run(["an old man", "--model", str(tiny_model_folder), "--anchor", "3", *TINY_RUN], capsys)
     lines = err.strip().splitlines()
     assert code != 0 and len(lines) == 1 and "--anchor must divide 8" in lines[0], err
+
+
+def test_cli_samples_with_classifier_guidance_where_the_model_has_a_plane_classifier(tiny_model_folder, tmp_path,
+                                                                                       capsys):
+    from avatars.diffusion import with_plane_classifier
+    from avatars.generate import SamplingConfig
+    from avatars.plane_classifier import PlaneAttributeClassifier, PlaneClassifierConfig
+
+    model, decoder, triplane, info = load_model(tiny_model_folder)
+    torch.manual_seed(0)
+    classifier = PlaneAttributeClassifier(PlaneClassifierConfig.tiny(4, model.config.low_resolution))
+    guided_folder = tmp_path / "guided-model"
+    save_model(guided_folder, with_plane_classifier(model, classifier.eval()), decoder, triplane, info)
+    scales = {}
+    for folder, extra in ((tiny_model_folder, []), (guided_folder, []), (guided_folder, ["--classifier-guidance", "0"])):
+        out = tmp_path / f"run{len(scales)}"
+        code, _, err = run(["an old man wearing glasses", "--model", str(folder), "--out", str(out), *extra, *TINY_RUN],
+                           capsys)
+        assert code == 0, err
+        scales[len(scales)] = json.loads((out / "avatar.json").read_text())["sampling"]["classifier_scale"]
+    assert scales == {0: 0.0, 1: SamplingConfig.classifier_scale, 2: 0.0}
 
 
 def test_cli_photo(tiny_model_folder, tmp_path, capsys):

@@ -1,6 +1,7 @@
 """The avatar model's reproduction path, run for real at tiny sizes: scripts/build_avatar_dataset.py
 builds a dataset, scripts/train_avatar_diffusion.py trains on it, resumes, and starts a new run
-from a model that has a portrait reader without losing the reader or its provenance."""
+from a model that has a portrait reader and a plane classifier (scripts/train_plane_classifier.py)
+without losing either or their provenance."""
 from __future__ import annotations
 
 import json
@@ -53,7 +54,7 @@ def test_training_runs_checkpoints_and_resumes_where_it_stopped(tiny_dataset, tm
     assert info["avatars"] == 3 and model.portrait_reader is None
 
 
-def test_a_run_started_from_a_model_keeps_its_portrait_reader(tiny_dataset, tmp_path):
+def test_a_run_started_from_a_model_keeps_its_portrait_reader_and_plane_classifier(tiny_dataset, tmp_path):
     first = tmp_path / "first"
     run_script("train_avatar_diffusion.py", "--data", str(tiny_dataset), "--out", str(first), "--tiny",
                "--batch-size", "2", "--steps", "1")
@@ -65,6 +66,14 @@ def test_a_run_started_from_a_model_keeps_its_portrait_reader(tiny_dataset, tmp_
     provenance = {"trained_on": "a test", "held_out_mean": 0.5}
     save_model(first, with_portrait_reader(model, reader.eval()), decoder, triplane,
                {**info, "portrait_reader": provenance})
+    # And a plane classifier for classifier guidance, by its real script.
+    log = run_script("train_plane_classifier.py", "--data", str(tiny_dataset), "--model", str(first), "--out",
+                     str(tmp_path / "plane-classifier"), "--tiny", "--steps", "3", "--batch-size", "2",
+                     "--holdout", "1", "--into-model", str(first))
+    assert "2 training avatars, 1 held out" in log
+    guided, _, _, guided_info = load_model(first)
+    classifier_state = {k: v.clone() for k, v in guided.plane_classifier.state_dict().items()}
+    assert guided_info["plane_classifier"]["steps"] == 3 and guided_info["portrait_reader"] == provenance
 
     second = tmp_path / "second"
     common = ["--data", str(tiny_dataset), "--out", str(second), "--tiny", "--batch-size", "2"]
@@ -76,3 +85,6 @@ def test_a_run_started_from_a_model_keeps_its_portrait_reader(tiny_dataset, tmp_
     assert trained.portrait_reader is not None
     for name, value in reader.state_dict().items():  # frozen: the diffusion loss never trains it
         assert torch.equal(trained.portrait_reader.state_dict()[name], value), name
+    assert trained_info["plane_classifier"] == guided_info["plane_classifier"]
+    for name, value in classifier_state.items():  # frozen too
+        assert torch.equal(trained.plane_classifier.state_dict()[name], value), name
