@@ -34,7 +34,7 @@ DEFAULT_DIFFUSION_STEPS = 50
 DEFAULT_GUIDANCE = 3.0
 DEFAULT_TEMPLATE_ANCHOR = 4
 """avatars.generate.SamplingConfig.template_anchor (kept here so parsing imports no torch)."""
-DEFAULT_CLASSIFIER_GUIDANCE = 10.0
+DEFAULT_CLASSIFIER_GUIDANCE = 50.0
 """avatars.generate.SamplingConfig.classifier_scale (likewise)."""
 
 

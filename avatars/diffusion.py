@@ -26,6 +26,9 @@ Hierarchy (as in RODIN: a base model at low resolution, then an upsampler):
    names (or the portrait's attribute-head probabilities) pick per-value mean planes of the
    dataset, summed into a map laid out like the planes. A vector says *what*; the template also
    says *where* on the planes it goes, which a small CPU-trained UNet was not learning.
+   Optionally also CLASSIFIER GUIDANCE (`sample_low`'s `classifier`; `avatars.plane_classifier`):
+   a small classifier that reads the attributes off the noisy sample x_t, trained on the
+   dataset's noised low planes, pushes each DDIM step toward the values the condition names.
 2. Upsampler, r -> R: a LEARNED DETERMINISTIC upsampler, not a second diffusion model. It takes
    the low-resolution planes bilinearly upsampled to R and predicts the residual to the true
    R planes with a second (smaller, attention-free) `TriplaneUNet`, given the same condition.

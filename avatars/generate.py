@@ -62,7 +62,7 @@ class SamplingConfig:
     24500 (scripts/eval_avatars.py -n 48) went 0.67 -> 0.71 (full prompt), 0.75 -> 0.81 (short)
     and 0.69 -> 0.70 (portrait); on 40 dataset avatars 0.722 -> 0.763 at step 22000 (factors 3,
     6: 0.756, 0.733) but 0.740 -> 0.729 at step 24500, so the gain is small against the noise."""
-    classifier_scale: float = 10.0
+    classifier_scale: float = 50.0
     """Classifier guidance by the model's noise-aware plane classifier (`sample_low`'s
     `classifier_scale`; `avatars.plane_classifier`). 0: off; a model without a plane classifier
     samples without it. Why: the base denoiser loses hair colour, beards and age on the way

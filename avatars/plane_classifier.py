@@ -41,8 +41,6 @@ class PlaneClassifierConfig:
     """Texels r per side of each plane (the base model's low resolution); divisible by 2^(levels)."""
     channels: tuple[int, ...] = (48, 64, 96)
     """Width of each level; every level after the stem halves r (24 -> 12 -> 6 -> 3)."""
-    convs_per_level: int = 1
-    """Residual per-plane 3x3 convs at each level before it downsamples."""
     hidden: int = 128
     """Width of the head's hidden layer (after flattening the last level)."""
     time_embed_dim: int = 64
@@ -90,9 +88,6 @@ class PlaneAttributeClassifier(nn.Module):
             self.time_proj.append(nn.Linear(config.time_embed_dim, in_width))
             self.levels.append(nn.ModuleDict({
                 "norm": nn.GroupNorm(config.groups, in_width),
-                "convs": nn.ModuleList([nn.Sequential(nn.GroupNorm(config.groups, in_width), nn.SiLU(),
-                                                      PlaneConv(in_width, in_width))
-                                        for _ in range(config.convs_per_level)]),
                 "down": PlaneConv(in_width, width, stride=2),
             }))
             in_width = width
@@ -105,10 +100,7 @@ class PlaneAttributeClassifier(nn.Module):
         emb = self.time_mlp(timestep_embedding(t.reshape(-1).expand(x.shape[0]), self.config.time_embed_dim))
         h = self.stem(x)
         for level, proj in zip(self.levels, self.time_proj):
-            e = proj(emb)[:, :, None, None]  # [B, width, 1, 1]
-            for conv in level["convs"]:
-                h = h + conv(h + e)
-            h = level["down"](nn.functional.silu(level["norm"](h) + e))
+            h = level["down"](nn.functional.silu(level["norm"](h) + proj(emb)[:, :, None, None]))
         return self.head(h)
 
 

@@ -49,7 +49,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--holdout", type=int, default=200, help="last avatars kept out of training, for the report")
-    p.add_argument("--convs-per-level", type=int, default=PlaneClassifierConfig.convs_per_level)
     p.add_argument("--tiny", action="store_true", help="a few-thousand-parameter classifier (tests)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -103,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     sizes = {"plane_channels": model.config.plane_channels, "resolution": model.config.low_resolution}
-    config = dataclasses.replace(PlaneClassifierConfig.tiny() if args.tiny else PlaneClassifierConfig(), **sizes,
-                                 convs_per_level=args.convs_per_level)
+    config = dataclasses.replace(PlaneClassifierConfig.tiny() if args.tiny else PlaneClassifierConfig(), **sizes)
     classifier = PlaneAttributeClassifier(config)
     optimizer = torch.optim.AdamW(classifier.parameters(), lr=args.lr, weight_decay=0.05)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=args.steps, pct_start=0.05)
