@@ -38,14 +38,6 @@ K = sum(ATTRIBUTE_SIZES)
 OFFSETS = dict(zip(ATTRIBUTE_TYPES, [sum(ATTRIBUTE_SIZES[:i]) for i in range(len(ATTRIBUTE_SIZES))]))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def index_of(name: str, value) -> int:
     return OFFSETS[name] + list(ATTRIBUTE_TYPES[name]).index(value)
 
