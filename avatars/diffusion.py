@@ -83,7 +83,7 @@ from avatars.encoders import (
     avatar_tokenizer,
 )
 from avatars.engine.attributes import ATTRIBUTE_TYPES, AvatarAttributes
-from avatars.plane_classifier import PlaneAttributeClassifier, PlaneClassifierConfig, guidance_gradient
+from avatars.plane_classifier import ATTRIBUTE_SIZES, PlaneAttributeClassifier, PlaneClassifierConfig, guidance_gradient
 from avatars.prompts import kinds_left_open, parse_prompt
 from avatars.rollout import AxisPool, roll_in, roll_out
 from avatars.triplane import AvatarTriplaneConfig
@@ -376,7 +376,7 @@ class AvatarDiffusion(nn.Module):
         self.plane_classifier = (None if config.plane_classifier is None
                                  else PlaneAttributeClassifier(config.plane_classifier).requires_grad_(False))
         # Reads each attribute's value out of a condition [B, D] (logits of all attributes, side by side).
-        self.attribute_head = nn.Linear(config.text.out_dim, sum(len(kind) for kind in ATTRIBUTE_TYPES.values()))
+        self.attribute_head = nn.Linear(config.text.out_dim, sum(ATTRIBUTE_SIZES))
         shape = (3, config.plane_channels)
         if stats is None:
             stats = PlaneStats(torch.zeros(shape), torch.ones(shape), torch.zeros(shape), torch.ones(shape))
@@ -417,8 +417,7 @@ class AvatarDiffusion(nn.Module):
 
     def attribute_logits(self, cond: Tensor) -> dict[str, Tensor]:
         """Condition [B, D] -> attribute name -> logits [B, K] over that attribute's values."""
-        sizes = [len(kind) for kind in ATTRIBUTE_TYPES.values()]
-        return dict(zip(ATTRIBUTE_TYPES, self.attribute_head(cond).split(sizes, dim=-1)))
+        return dict(zip(ATTRIBUTE_TYPES, self.attribute_head(cond).split(ATTRIBUTE_SIZES, dim=-1)))
 
     def attribute_probabilities(self, cond: Tensor) -> Tensor:
         """Condition [B, D] -> [B, K]: the attribute head's softmax over each attribute's values."""
@@ -701,7 +700,8 @@ def sample_low(model: AvatarDiffusion, cond: AvatarCondition | None, noise: Tens
     scheduler.set_timesteps(steps)
     device = model.plane_mean.device
     embedding = None if cond is None else cond.embedding.to(device)  # [B, D]
-    spatial = None if cond is None else model.template(cond.attributes.to(device))  # [B, C, r, 3r] or None
+    weights = None if cond is None else cond.attributes.to(device)  # [B, K]
+    spatial = None if weights is None else model.template(weights)  # [B, C, r, 3r] or None
     timesteps = scheduler.timesteps
     alphas_cumprod = model.ddpm_scheduler().alphas_cumprod.to(device)  # for noising planes to a step
     if start is None:
@@ -710,16 +710,16 @@ def sample_low(model: AvatarDiffusion, cond: AvatarCondition | None, noise: Tens
         planes, t_start = start
         timesteps = timesteps_from(timesteps, t_start)
         x = add_noise(alphas_cumprod, roll_out(planes.to(device)), noise.to(device), timesteps[:1].expand(noise.shape[0]))
-    reference = None if cond is None or not anchor else model.anchor_planes(cond.attributes.to(device))
+    reference = None if weights is None or not anchor else model.anchor_planes(weights)
     step_size = model.config.num_train_timesteps // steps
     for t in timesteps:
         if cond is None or guidance_scale == 1.0:
             out = model.base(x, t, embedding, spatial=spatial)  # v or eps, as trained
         else:
             out = model.base.guided(x, t, embedding, guidance_scale, spatial)
-        if classifier is not None and classifier_scale and cond is not None:
+        if classifier is not None and classifier_scale and weights is not None:
             out = out + classifier_shift(model.config.prediction, alphas_cumprod[t], classifier_scale,
-                                         guidance_gradient(classifier, x, t, cond.attributes.to(device)))
+                                         guidance_gradient(classifier, x, t, weights))
         x = scheduler.step(out, t, x, eta=0.0).prev_sample
         t_prev = int(t) - step_size
         if reference is not None and t_prev > 0:
@@ -826,11 +826,16 @@ def with_portrait_reader(model: AvatarDiffusion, reader: AttributeClassifier) ->
         raise ValueError(f"a portrait reader must name every attribute {tuple(ATTRIBUTE_TYPES)}")
     if reader.config.views != 1 or reader.config.image_size != model.config.portrait.image_size:
         raise ValueError(f"a portrait reader must read one {model.config.portrait.image_size}-pixel view")
-    upgraded = AvatarDiffusion(dataclasses.replace(model.config, portrait_reader=reader.config),
-                               tokenizer=model.tokenizer).to(model.plane_mean.device)
-    # Every buffer (plane statistics, templates, their mean) comes with the state dict.
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("portrait_reader.")}
-    state |= {f"portrait_reader.{k}": v for k, v in reader.state_dict().items()}
+    return _with_frozen_part(model, dataclasses.replace(model.config, portrait_reader=reader.config),
+                             "portrait_reader", reader)
+
+
+def _with_frozen_part(model: AvatarDiffusion, config: AvatarDiffusionConfig, name: str, part: nn.Module) -> AvatarDiffusion:
+    """A model of `config` holding every weight and buffer of `model` (plane statistics,
+    templates, their mean), with `part`'s weights as its submodule `name` (replacing any there)."""
+    upgraded = AvatarDiffusion(config, tokenizer=model.tokenizer).to(model.plane_mean.device)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(f"{name}.")}
+    state |= {f"{name}.{k}": v for k, v in part.state_dict().items()}
     upgraded.load_state_dict(state)
     return upgraded.train(model.training)
 
@@ -842,12 +847,7 @@ def with_plane_classifier(model: AvatarDiffusion, classifier: PlaneAttributeClas
     if (c.plane_channels, c.resolution) != (model.config.plane_channels, model.config.low_resolution):
         raise ValueError(f"a plane classifier must read {model.config.plane_channels}-channel planes of "
                          f"{model.config.low_resolution} texels, not {c.plane_channels} of {c.resolution}")
-    upgraded = AvatarDiffusion(dataclasses.replace(model.config, plane_classifier=c),
-                               tokenizer=model.tokenizer).to(model.plane_mean.device)
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("plane_classifier.")}
-    state |= {f"plane_classifier.{k}": v for k, v in classifier.state_dict().items()}
-    upgraded.load_state_dict(state)
-    return upgraded.train(model.training)
+    return _with_frozen_part(model, dataclasses.replace(model.config, plane_classifier=c), "plane_classifier", classifier)
 
 
 def load_weights(model: AvatarDiffusion, state: dict[str, Tensor]) -> None:
