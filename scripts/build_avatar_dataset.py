@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import resource
 import sys
@@ -32,6 +31,7 @@ from avatars.diffusion import AvatarDiffusionConfig, downsample_planes
 from avatars.engine import AvatarField, AvatarSDF, sample_attributes
 from avatars.evaluation import render_portrait
 from avatars.prompts import TRAINING_CAPTIONS_PER_AVATAR, training_caption
+from avatars.script_log import timestamped_log
 from avatars.triplane import (
     DECODER_FIT,
     PLANE_FIT,
@@ -84,12 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     out: Path = args.out
     (out / "avatars").mkdir(parents=True, exist_ok=True)
-    log_file = open(out / "build.log", "a", buffering=1)
-
-    def log(message: str) -> None:
-        line = f"{datetime.datetime.now():%H:%M:%S} {message}"
-        print(line, flush=True)
-        log_file.write(line + "\n")
+    log = timestamped_log(out / "build.log")
 
     t_start = time.perf_counter()
     # One stats file per shard: shards finish at different times and would overwrite each other.

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import datetime
 import io
 import json
 import sys
@@ -44,6 +43,7 @@ from avatars.diffusion import (
 )
 from avatars.engine import sample_attributes
 from avatars.prompts import TRAINING_CAPTION_DROP_PROBABILITY, describe, training_caption
+from avatars.script_log import timestamped_log
 from avatars.triplane import load_dataset, stack_low_planes, stack_planes
 from dream3d.atomic import write_bytes_atomic
 
@@ -139,13 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    log_file = open(out / "train.log", "a", buffering=1)
+    log = timestamped_log(out / "train.log")
     metrics_file = open(out / "metrics.jsonl", "a", buffering=1)
-
-    def log(message: str) -> None:
-        line = f"{datetime.datetime.now():%H:%M:%S} {message}"
-        print(line, flush=True)
-        log_file.write(line + "\n")
 
     # 1. The dataset: planes [N, 3, C, R, R], captions, portraits [N, 64, 64, 3] in [0, 1].
     decoder, triplane, records = load_dataset(args.data)

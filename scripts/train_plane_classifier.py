@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import sys
 import time
@@ -32,6 +31,7 @@ from avatars.plane_classifier import (
     value_targets,
 )
 from avatars.rollout import roll_out
+from avatars.script_log import timestamped_log
 from avatars.triplane import load_dataset, stack_low_planes, stack_planes
 from dream3d.atomic import write_with
 
@@ -74,12 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    log_file = open(args.out / "train.log", "a", buffering=1)
-
-    def log(message: str) -> None:
-        line = f"{datetime.datetime.now():%H:%M:%S} {message}"
-        print(line, flush=True)
-        log_file.write(line + "\n")
+    log = timestamped_log(args.out / "train.log")
 
     # 1. The data: normalised low planes rolled out [N, C, r, 3r] and one-hot values [N, K].
     model, _, _, _ = load_model(args.model)
