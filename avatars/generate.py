@@ -166,7 +166,7 @@ def run_from_cli(args: argparse.Namespace) -> int:
     avatars/cli.py's parser, already checked there)."""
     from avatars.prompts import parse_prompt
     from avatars.triplane import write_json
-    from dream3d.runfolder import default_run_dir, slugify
+    from dream3d.runfolder import default_run_dir, ensure_writable_folder, slugify
 
     say = (lambda *_: None) if args.quiet else (lambda msg: print(msg, flush=True))
     t_start = time.perf_counter()
@@ -183,14 +183,15 @@ def run_from_cli(args: argparse.Namespace) -> int:
     sampling = SamplingConfig(steps=args.steps, guidance_scale=args.guidance, template_anchor=args.anchor,
                               classifier_scale=args.classifier_guidance, seed=args.seed)
 
+    label = args.prompt if args.prompt is not None else f"photo {Path(args.photo).name}"
+    root = args.out if args.out is not None else default_run_dir(f"avatar-{slugify(label)}")
+    ensure_writable_folder(root)  # an unwritable --out fails now, not after the diffusion
+
     # 2. The condition, and the same noise for every avatar of this run (the edit keeps it).
     with torch.no_grad():
         cond = portrait_condition(model, portrait) if portrait is not None else text_condition(model, args.prompt)
     noise = initial_noise(model.config, 1, torch.Generator().manual_seed(args.seed))
-    jobs: list[tuple[str, AvatarCondition, Path | None]] = []
-    label = args.prompt if args.prompt is not None else f"photo {Path(args.photo).name}"
-    root = args.out if args.out is not None else default_run_dir(f"avatar-{slugify(label)}")
-    jobs.append((label, cond, root))
+    jobs: list[tuple[str, AvatarCondition, Path | None]] = [(label, cond, root)]
     if args.edit is not None:
         edited = edited_prompt(args.prompt, args.edit)
         jobs.append((edited, text_condition(model, edited), root / "edited"))

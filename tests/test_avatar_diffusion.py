@@ -549,6 +549,16 @@ def test_cli_samples_with_classifier_guidance_where_the_model_has_a_plane_classi
     assert scales == {0: 0.0, 1: SamplingConfig.classifier_scale, 2: 0.0}
 
 
+def test_cli_refuses_an_unwritable_out_before_generating(tiny_model_folder, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code, stdout, err = run(["an old man", "--model", str(tiny_model_folder), "--out", str(blocker / "run"),
+                             *TINY_RUN], capsys)
+    lines = err.strip().splitlines()
+    assert code != 0 and len(lines) == 1 and "cannot write to output folder" in lines[0], err
+    assert "planes" not in stdout and "diffusion" not in stdout  # nothing was generated first
+
+
 def test_cli_photo(tiny_model_folder, tmp_path, capsys):
     import imageio.v3 as iio
 
