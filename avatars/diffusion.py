@@ -90,7 +90,7 @@ from avatars.triplane import AvatarTriplaneConfig
 from avatars.triplane_unet import TriplaneUNet, TriplaneUNetConfig
 from dream3d.atomic import write_text_atomic, write_with
 from dream3d.fields.triplane import TriplaneDecoder
-from dream3d.priors.model import WordTokenizer
+from dream3d.priors.tokenizer import WordTokenizer
 
 # ---------------------------------------------------------------------------------------------
 # Configuration

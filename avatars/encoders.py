@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from avatars import prompts as avatar_prompts
-from dream3d.priors.model import WordTokenizer
+from dream3d.priors.tokenizer import WordTokenizer
 
 # ---------------------------------------------------------------------------------------------
 # Vocabulary and tokenizer
