@@ -11,6 +11,8 @@ goes to stdout, OUT/train.log and OUT/metrics.jsonl (one JSON line per log step)
     OMP_NUM_THREADS=1 python scripts/train_avatar_diffusion.py --data data/avatars --out assets/avatar-diffusion
     OMP_NUM_THREADS=1 nohup python scripts/train_avatar_diffusion.py --data data/avatars \\
         --out runs/avd --steps 20000 > runs/avd.out 2>&1 &                  # in the background
+    python scripts/train_avatar_diffusion.py --data data/avatars --out runs/avd --device cuda \
+        --batch-size 64 --lr 1e-4 --steps 40000                            # on a GPU (not run here yet)
 """
 from __future__ import annotations
 
@@ -45,7 +47,9 @@ from avatars.engine import sample_attributes
 from avatars.prompts import TRAINING_CAPTION_DROP_PROBABILITY, describe, training_caption
 from avatars.script_log import timestamped_log
 from avatars.triplane import load_dataset, stack_low_planes, stack_planes
+from dream3d.api import resolve_device
 from dream3d.atomic import write_bytes_atomic
+from dream3d.errors import Dream3DError
 
 STATE_FILE = "train_state.pt"
 CARRIED_INFO = ("portrait_reader", "plane_classifier")
@@ -112,6 +116,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]
     p.add_argument("--data", type=Path, required=True, help="dataset folder (scripts/build_avatar_dataset.py)")
     p.add_argument("--out", type=Path, required=True, help="model folder (checkpoints go here; resumed if present)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default), cuda, cuda:N or auto: where the model trains; the dataset stays in CPU "
+                        "memory and each batch moves over, checkpoints are written from CPU copies")
     p.add_argument("--tiny", action="store_true", help="AvatarDiffusionConfig.tiny() sizes (smoke tests)")
     p.add_argument("--init-from", type=Path, default=None,
                    help="start a new run from a trained model folder's weights (its plane statistics, its "
@@ -137,6 +144,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]
 def main(argv: list[str] | None = None) -> int:
     args, train = parse_args(argv)
     torch.set_num_threads(args.threads)
+    try:
+        device = resolve_device(args.device)
+    except Dream3DError as error:  # no CUDA here, or a device name torch does not know: one line
+        raise SystemExit(f"train_avatar_diffusion.py: {error}") from None
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     log = timestamped_log(out / "train.log")
@@ -233,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     if model.config.attribute_template and not model.can_anchor:  # a model saved before the mean was kept
         model.template_mean.copy_(dataset_templates(model)[1])
         log("the model gains its templates' mean planes (what sampling anchors to)")
+    model.to(device)  # every part is built or loaded on the CPU; the optimizer and the average follow the model
     trainable = [p for p in model.parameters() if p.requires_grad]  # not the frozen portrait reader
     optimizer = torch.optim.AdamW(trainable, lr=train.lr, weight_decay=train.weight_decay)
     step = init_step
@@ -241,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         param.requires_grad_(False)
     warmup_from = init_step  # the step the learning-rate warmup counts from
     if resume:
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, weights_only=False, map_location="cpu")  # the generator state must stay on the CPU
         if "raw_model" in state:  # what the raw weights lack (a portrait reader added since, the mean) is kept
             load_weights(model, {**model.state_dict(), **state["raw_model"]})
         saved_params = sum(len(g["params"]) for g in state["optimizer"]["param_groups"])
@@ -256,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         step = state["step"]
     alphas_cumprod = model.ddpm_scheduler().alphas_cumprod
     log(f"train: {len(records)} avatars {tuple(planes.shape[1:])} from {args.data} -> {out}; "
-        f"{'resumed at step ' + str(step) if resume else f'from {args.init_from} at step {step}' if args.init_from else 'fresh'}; parameters "
+        f"on {device}; {'resumed at step ' + str(step) if resume else f'from {args.init_from} at step {step}' if args.init_from else 'fresh'}; parameters "
         f"base {count_parameters(model.base):,} upsampler {count_parameters(model.upsampler):,} "
         f"text {count_parameters(model.text_encoder):,} portrait {count_parameters(model.portrait_encoder):,}; {train}")
 
@@ -288,11 +300,11 @@ def main(argv: list[str] | None = None) -> int:
             full_captions = [prompts[i][0] for i in index.tolist()]
         reading_seeds = torch.randint(READING_SEED_START, 1 << 31, (train.reading_captions,), generator=gen).tolist()
         batch = TrainingBatch(
-            planes=planes[index],
+            planes=planes[index].to(device),
             prompts=captions,
             full_prompts=full_captions,
-            portraits=portraits[index] if portraits is not None else None,
-            low_planes=low_planes[index] if low_planes is not None else None,
+            portraits=portraits[index].to(device) if portraits is not None else None,
+            low_planes=low_planes[index].to(device) if low_planes is not None else None,
             reading_prompts=[describe(sample_attributes(s), gen, drop_probability=TRAINING_CAPTION_DROP_PROBABILITY)
                              for s in reading_seeds] or None,
         )

@@ -54,6 +54,28 @@ def test_training_runs_checkpoints_and_resumes_where_it_stopped(tiny_dataset, tm
     assert info["avatars"] == 3 and model.portrait_reader is None
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_training_on_cuda_without_a_gpu_is_one_line(tiny_dataset, tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "train_avatar_diffusion.py"), "--data",
+                           str(tiny_dataset), "--out", str(tmp_path / "model"), "--tiny", "--device", "cuda"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode != 0 and len(lines) == 1 and "no CUDA GPU" in lines[0], done.stderr
+    assert not (tmp_path / "model" / "model.safetensors").exists()
+
+
+@pytest.mark.gpu
+def test_training_on_cuda_checkpoints_a_model_that_loads_and_resumes_on_the_cpu(tiny_dataset, tmp_path):
+    out = tmp_path / "model"
+    common = ["--data", str(tiny_dataset), "--out", str(out), "--tiny", "--batch-size", "2", "--checkpoint-every", "1"]
+    log = run_script("train_avatar_diffusion.py", *common, "--steps", "2", "--device", "cuda")
+    assert "on cuda" in log and steps_of(out) == 2
+    log = run_script("train_avatar_diffusion.py", *common, "--steps", "3", "--device", "cpu")
+    assert "resumed at step 2" in log and steps_of(out) == 3
+    model, _, _, _ = load_model(out)
+    assert all(p.device.type == "cpu" and torch.isfinite(p).all() for p in model.parameters())
+
+
 def test_a_run_started_from_a_model_keeps_its_portrait_reader_and_plane_classifier(tiny_dataset, tmp_path):
     first = tmp_path / "first"
     run_script("train_avatar_diffusion.py", "--data", str(tiny_dataset), "--out", str(first), "--tiny",
