@@ -11,7 +11,7 @@ goes to stdout, OUT/train.log and OUT/metrics.jsonl (one JSON line per log step)
     OMP_NUM_THREADS=1 python scripts/train_avatar_diffusion.py --data data/avatars --out assets/avatar-diffusion
     OMP_NUM_THREADS=1 nohup python scripts/train_avatar_diffusion.py --data data/avatars \\
         --out runs/avd --steps 20000 > runs/avd.out 2>&1 &                  # in the background
-    python scripts/train_avatar_diffusion.py --data data/avatars --out runs/avd --device cuda \
+    python scripts/train_avatar_diffusion.py --data data/avatars --out runs/avd --device cuda \\
         --batch-size 64 --steps 40000      # on a GPU (the flag is tested there; no GPU run has trained a release yet)
 """
 from __future__ import annotations
