@@ -67,6 +67,29 @@ def attribute_accuracy(predicted: list[dict], wanted: list[dict],
     return result
 
 
+def attribute_confusions(predicted: list[dict], wanted: list[dict],
+                         names: tuple[str, ...] = EVALUATED_ATTRIBUTES) -> dict[str, dict[str, int]]:
+    """Per attribute of `names`, how often each wanted value came out as each predicted value,
+    as {"wanted -> predicted": count} over the cases that name the attribute (the same cases
+    `attribute_accuracy` scores). Values print by name ("round -> square"), so a report shows
+    whether an error is the wrong kind (round glasses drawn square) or a missing part."""
+    result: dict[str, dict[str, int]] = {}
+    for name in names:
+        counts: dict[str, int] = {}
+        for p, w in zip(predicted, wanted):
+            if name in w:
+                key = f"{_value_name(w[name])} -> {_value_name(p[name])}"
+                counts[key] = counts.get(key, 0) + 1
+        if counts:
+            result[name] = dict(sorted(counts.items()))
+    return result
+
+
+def _value_name(value: object) -> str:
+    """An attribute value as a report prints it: an enum's value ("round"), else str()."""
+    return str(getattr(value, "value", value))
+
+
 def attribute_cameras(size: int = 48, distance: float = 3.1, fov_deg: float = 20.0) -> Cameras:
     """Three cameras around the head (VIEW_AZIMUTHS_DEG, 5 degrees up), framing it tightly."""
     az = torch.tensor(VIEW_AZIMUTHS_DEG)

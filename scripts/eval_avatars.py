@@ -15,6 +15,9 @@ attribute, against two unrelated captions; diversity: the same prompts with anot
 attribute views, against the same figure for avatars of different prompts, and how often the
 two seeds agree on each attribute; editing: short prompts that name no hat + ", wearing a
 cap" from the same noise (is there a cap now, and are the other attributes kept?); (5) the real CLI once, with its timing split.
+For the full-prompt and portrait rows it also prints the most frequent errors, and --json keeps
+every wanted -> predicted count (`attribute_confusions`): round glasses drawn square is a
+different failure from glasses left out.
 
     OMP_NUM_THREADS=2 python scripts/eval_avatars.py --model assets/avatar-diffusion -n 48 --json data/eval-avatars.json
 """
@@ -36,6 +39,7 @@ from avatars.attribute_classifier import (
     OTHER_ATTRIBUTES,
     applicable,
     attribute_accuracy,
+    attribute_confusions,
     load_classifier,
     render_attribute_views,
     visible_attributes,
@@ -177,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                                   args.batch_size, portraits=reads_others)
         short_gen = generate_views(model, decoder, triplane, model.condition_text(short), seeds, sampling, args.batch_size)
     full_views, short_views, seconds = full_gen.views, short_gen.views, full_gen.seconds
-    rows["text, full prompt"] = attribute_accuracy(classifier.predict(full_views), [named_attributes(t, a) for t, a in zip(full, attrs)])
+    full_predicted = classifier.predict(full_views)
+    rows["text, full prompt"] = attribute_accuracy(full_predicted, [named_attributes(t, a) for t, a in zip(full, attrs)])
     rows["text, short prompt"] = attribute_accuracy(classifier.predict(short_views),
                                        [named_attributes(t, a) for t, a in zip(short, attrs)])
 
@@ -188,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         portrait_gen = generate_views(model, decoder, triplane, model.condition_portrait(portraits.float() / 255.0),
                                       seeds, sampling, args.batch_size, portraits=reads_others)
     portrait_views = portrait_gen.views
-    rows["portrait"] = attribute_accuracy(classifier.predict(portrait_views), [visible_attributes(a) for a in held_out])
+    portrait_predicted = classifier.predict(portrait_views)
+    rows["portrait"] = attribute_accuracy(portrait_predicted, [visible_attributes(a) for a in held_out])
 
     # 3b. The other attributes, read by the portrait reader off frontal portraits: its ceiling
     #     on the engine's portraits of the text avatars, then the generated avatars.
@@ -233,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
                                          "other_attributes_kept": round(sum(kept) / len(kept), 3)}
     report["condition_separation"] = condition_separation(model, attrs)
     report["accuracy"] = {label: {k_: round(v, 4) for k_, v in acc.items()} for label, acc in rows.items()}
+    # Which value each error drew instead (e.g. round glasses drawn square), for the scored rows.
+    report["confusions"] = {
+        "text, full prompt": attribute_confusions(full_predicted, [named_attributes(t, a) for t, a in zip(full, attrs)]),
+        "portrait": attribute_confusions(portrait_predicted, [visible_attributes(a) for a in held_out])}
     report["other_attributes_by_portrait_reader"] = {label: {k_: round(v, 4) for k_, v in acc.items()}
                                                      for label, acc in other_rows.items()}
     report["generate_and_render_s_per_avatar_batched"] = round(seconds, 2)
@@ -242,10 +252,15 @@ def main(argv: list[str] | None = None) -> int:
         report["cli"] = cli_timing(args.model or Path("assets/avatar-diffusion"), full[0])
 
     print(table(rows))
+    for label, confusions in report["confusions"].items():
+        errors = sorted(((n, f"{name} {key}") for name, counts in confusions.items() for key, n in counts.items()
+                         if key.split(" -> ")[0] != key.split(" -> ")[1]), reverse=True)
+        if errors:
+            print(f"most frequent errors, {label}: " + ", ".join(f"{what} ({n})" for n, what in errors[:6]))
     if other_rows:
         print("\nThe other attributes, read off frontal portraits by the model's portrait reader:")
         print(table(other_rows, OTHER_ATTRIBUTES))
-    print(json.dumps({k: v for k, v in report.items() if k not in ("accuracy", "other_attributes_by_portrait_reader")},
+    print(json.dumps({k: v for k, v in report.items() if k not in ("accuracy", "other_attributes_by_portrait_reader", "confusions")},
                      indent=1))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

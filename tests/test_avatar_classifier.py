@@ -74,6 +74,22 @@ def test_accuracy_scores_only_what_a_case_names_and_can_show():
     assert accuracy == {"glasses": 0.5, "age": 0.0, "mean": 0.25}  # the second case names no age
 
 
+def test_confusions_count_each_wanted_value_against_what_came_out():
+    from avatars.attribute_classifier import attribute_accuracy, attribute_confusions
+    from avatars.engine import Age, Glasses
+
+    wanted = [{"glasses": Glasses.ROUND, "age": Age.OLD}, {"glasses": Glasses.ROUND}, {"glasses": Glasses.NONE}]
+    predicted = [{"glasses": Glasses.SQUARE, "age": Age.OLD}, {"glasses": Glasses.ROUND, "age": Age.YOUNG},
+                 {"glasses": Glasses.NONE, "age": Age.YOUNG}]
+    confusions = attribute_confusions(predicted, wanted)
+    assert confusions == {"glasses": {"none -> none": 1, "round -> round": 1, "round -> square": 1},
+                          "age": {"old -> old": 1}}  # only the first case names an age
+    accuracy = attribute_accuracy(predicted, wanted)
+    for name, counts in confusions.items():  # the diagonal is what the accuracy counts
+        right = sum(n for key, n in counts.items() if key.split(" -> ")[0] == key.split(" -> ")[1])
+        assert right / sum(counts.values()) == accuracy[name]
+
+
 def test_the_other_attributes_are_scored_on_request_and_frames_only_with_glasses():
     from avatars.attribute_classifier import OTHER_ATTRIBUTES, attribute_accuracy, visible_attributes
     from avatars.engine import Glasses, sample_attributes
