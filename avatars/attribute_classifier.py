@@ -68,20 +68,22 @@ def attribute_accuracy(predicted: list[dict], wanted: list[dict],
 
 
 def attribute_confusions(predicted: list[dict], wanted: list[dict],
-                         names: tuple[str, ...] = EVALUATED_ATTRIBUTES) -> dict[str, dict[str, int]]:
+                         names: tuple[str, ...] = EVALUATED_ATTRIBUTES) -> dict[str, dict[str, dict[str, int]]]:
     """Per attribute of `names`, how often each wanted value came out as each predicted value,
-    as {"wanted -> predicted": count} over the cases that name the attribute (the same cases
-    `attribute_accuracy` scores). Values print by name ("round -> square"), so a report shows
-    whether an error is the wrong kind (round glasses drawn square) or a missing part."""
-    result: dict[str, dict[str, int]] = {}
+    as {wanted: {predicted: count}} over the cases that name the attribute (the same cases
+    `attribute_accuracy` scores; its figure is the diagonal's share). Values are keyed by name
+    ("round"), so a report shows whether an error is the wrong kind (round glasses drawn
+    square) or a missing part."""
+    result: dict[str, dict[str, dict[str, int]]] = {}
     for name in names:
-        counts: dict[str, int] = {}
+        counts: dict[str, dict[str, int]] = {}
         for p, w in zip(predicted, wanted):
             if name in w:
-                key = f"{_value_name(w[name])} -> {_value_name(p[name])}"
-                counts[key] = counts.get(key, 0) + 1
+                row = counts.setdefault(_value_name(w[name]), {})
+                got = _value_name(p[name])
+                row[got] = row.get(got, 0) + 1
         if counts:
-            result[name] = dict(sorted(counts.items()))
+            result[name] = {w: dict(sorted(row.items())) for w, row in sorted(counts.items())}
     return result
 
 

@@ -181,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                                   args.batch_size, portraits=reads_others)
         short_gen = generate_views(model, decoder, triplane, model.condition_text(short), seeds, sampling, args.batch_size)
     full_views, short_views, seconds = full_gen.views, short_gen.views, full_gen.seconds
-    full_predicted = classifier.predict(full_views)
-    rows["text, full prompt"] = attribute_accuracy(full_predicted, [named_attributes(t, a) for t, a in zip(full, attrs)])
+    full_predicted, full_wanted = classifier.predict(full_views), [named_attributes(t, a) for t, a in zip(full, attrs)]
+    rows["text, full prompt"] = attribute_accuracy(full_predicted, full_wanted)
     rows["text, short prompt"] = attribute_accuracy(classifier.predict(short_views),
                                        [named_attributes(t, a) for t, a in zip(short, attrs)])
 
@@ -193,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         portrait_gen = generate_views(model, decoder, triplane, model.condition_portrait(portraits.float() / 255.0),
                                       seeds, sampling, args.batch_size, portraits=reads_others)
     portrait_views = portrait_gen.views
-    portrait_predicted = classifier.predict(portrait_views)
-    rows["portrait"] = attribute_accuracy(portrait_predicted, [visible_attributes(a) for a in held_out])
+    portrait_predicted, portrait_wanted = classifier.predict(portrait_views), [visible_attributes(a) for a in held_out]
+    rows["portrait"] = attribute_accuracy(portrait_predicted, portrait_wanted)
 
     # 3b. The other attributes, read by the portrait reader off frontal portraits: its ceiling
     #     on the engine's portraits of the text avatars, then the generated avatars.
@@ -240,9 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     report["condition_separation"] = condition_separation(model, attrs)
     report["accuracy"] = {label: {k_: round(v, 4) for k_, v in acc.items()} for label, acc in rows.items()}
     # Which value each error drew instead (e.g. round glasses drawn square), for the scored rows.
-    report["confusions"] = {
-        "text, full prompt": attribute_confusions(full_predicted, [named_attributes(t, a) for t, a in zip(full, attrs)]),
-        "portrait": attribute_confusions(portrait_predicted, [visible_attributes(a) for a in held_out])}
+    report["confusions"] = {"text, full prompt": attribute_confusions(full_predicted, full_wanted),
+                            "portrait": attribute_confusions(portrait_predicted, portrait_wanted)}
     report["other_attributes_by_portrait_reader"] = {label: {k_: round(v, 4) for k_, v in acc.items()}
                                                      for label, acc in other_rows.items()}
     report["generate_and_render_s_per_avatar_batched"] = round(seconds, 2)
@@ -253,8 +252,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(table(rows))
     for label, confusions in report["confusions"].items():
-        errors = sorted(((n, f"{name} {key}") for name, counts in confusions.items() for key, n in counts.items()
-                         if key.split(" -> ")[0] != key.split(" -> ")[1]), reverse=True)
+        errors = sorted(((n, f"{name} {w} -> {got}") for name, counts in confusions.items()
+                         for w, row in counts.items() for got, n in row.items() if got != w), reverse=True)
         if errors:
             print(f"most frequent errors, {label}: " + ", ".join(f"{what} ({n})" for n, what in errors[:6]))
     if other_rows:

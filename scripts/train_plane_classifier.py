@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     for step in range(1, args.steps + 1):
         index = torch.randint(0, len(train_x), (args.batch_size,), generator=gen)
         t = torch.randint(0, model.config.num_train_timesteps, (args.batch_size,), generator=gen)
-        noisy = add_noise(alphas_cumprod, train_x[index], torch.randn(train_x[index].shape, generator=gen), t)
+        clean = train_x[index]
+        noisy = add_noise(alphas_cumprod, clean, torch.randn(clean.shape, generator=gen), t)
         loss = classification_loss(classifier(noisy, t), train_values[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
