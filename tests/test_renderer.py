@@ -22,6 +22,7 @@ from dream3d.renderer import (
     render_cameras,
 )
 from dream3d.renderer.compositing import weights_from_density
+from dream3d.renderer.sampling import stratified_samples
 
 
 class ConstantField(Field):
@@ -207,6 +208,102 @@ def test_occupancy_grid_skips_empty_space_but_keeps_occupied_cells():
     skipped = render_cameras(field, cams, config, SolidBackground(), occupancy=grid)
     assert skipped.samples.weights.numel() < 0.5 * full.samples.weights.numel()
     assert torch.allclose(full.rgb, skipped.rgb, atol=1e-3)
+
+
+class OffsetSphereField(SphereField):
+    """A SphereField moved off the origin, so the box of its occupied cells is not symmetric."""
+
+    offset = torch.tensor([0.35, -0.2, 0.1])
+
+    def forward(self, points):
+        return super().forward(points - self.offset)
+
+
+def test_sampling_only_the_occupied_box_keeps_every_valid_sample():
+    """Leaving out the intervals outside the occupied cells' box (what makes videos of a small
+    object cheaper) keeps every valid sample where it was, random jitter included."""
+    grid = OccupancyGrid(OccupancyGridConfig(resolution=16, update_every=1))
+    grid.update(OffsetSphereField(0.3, sigma=40.0, edge=0.01), step=0)
+    low, high = grid.occupied_box()
+    assert (high - low < 1.2).all()  # a small box, well inside the scene's [-1, 1]^3
+    rays = camera_rays(orbit_cameras(3, elevation_deg=25.0, image_size=20))
+    samples = {}
+    for skip in (False, True):
+        gen = torch.Generator().manual_seed(3)
+        samples[skip] = stratified_samples(rays, 48, occupancy=grid, generator=gen, skip_outside_occupied_box=skip)
+    full, cut = samples[False], samples[True]
+    assert cut.valid.shape[1] < 0.7 * full.valid.shape[1]
+    assert full.valid.sum() > 0 and torch.equal(full.t_mid[full.valid], cut.t_mid[cut.valid])
+    assert torch.equal(full.deltas[full.valid], cut.deltas[cut.valid])
+
+
+def test_render_inside_the_occupied_box_matches_the_whole_box_with_gradients():
+    field = TriplaneField(TriplaneFieldConfig(resolution=16))
+    with torch.no_grad():
+        field.planes.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(0))
+    grid = OccupancyGrid(OccupancyGridConfig(resolution=16))
+    grid.occupied.zero_()
+    grid.occupied.reshape(16, 16, 16)[4:9, 6:12, 7:10] = True  # cells (z, y, x)
+    cams = orbit_cameras(2, elevation_deg=20.0, image_size=16)
+    images, grads = [], []
+    for skip in (False, True):
+        field.zero_grad()
+        config = RenderConfig(num_samples=40, skip_outside_occupied_box=skip)
+        gen = torch.Generator().manual_seed(0)
+        out = render_cameras(field, cams, config, SolidBackground(), ShadingMode.LAMBERTIAN, cams.positions, grid, gen)
+        out.rgb.square().mean().backward()
+        images.append(out.rgb.detach())
+        grads.append(field.planes.grad.clone())
+    assert images[0].std() > 0.01  # something was drawn
+    assert torch.allclose(images[0], images[1], atol=1e-6)
+    assert grads[0].abs().sum() > 0 and torch.allclose(grads[0], grads[1], atol=1e-7)
+
+
+def test_occupied_box_of_cells_touching_the_border_reaches_past_the_grid():
+    # cell_index clamps points beyond the grid to its border cells, so those count as occupied.
+    grid = OccupancyGrid(OccupancyGridConfig(resolution=8, bound=0.5))
+    grid.occupied.zero_()
+    grid.occupied.reshape(8, 8, 8)[2:4, 0:3, 5:8] = True  # cells (z, y, x)
+    low, high = grid.occupied_box()
+    assert low[0] == pytest.approx(5 / 8 - 0.5) and high[0] == math.inf  # x
+    assert low[1] == -math.inf and high[1] == pytest.approx(3 / 8 - 0.5)  # y
+    assert low[2] == pytest.approx(2 / 8 - 0.5) and high[2] == pytest.approx(4 / 8 - 0.5)  # z
+    assert grid.is_occupied(torch.tensor([[0.9, -0.9, -0.1]])).all()
+
+
+def test_cell_index_matches_the_plain_formula_inside_and_outside_the_grid():
+    grid = OccupancyGrid(OccupancyGridConfig(resolution=24, bound=0.75))
+    points = torch.rand(5000, 3, generator=torch.Generator().manual_seed(0)) * 2.4 - 1.2
+    points[:24, 0] = torch.linspace(-0.75, 0.75, 24)  # some exactly on cell faces
+    r, b = 24, 0.75
+    cell = ((points + b) / (2 * b) * r).floor().long().clamp(0, r - 1)
+    assert torch.equal(grid.cell_index(points), cell[:, 0] + r * (cell[:, 1] + r * cell[:, 2]))
+    with pytest.raises(ValueError, match="1..256"):
+        OccupancyGrid(OccupancyGridConfig(resolution=300))
+
+
+def test_video_renders_stop_querying_rays_that_have_gone_opaque():
+    class DensityCountingField(SphereField):
+        queried = 0
+
+        def query_density(self, points):
+            self.queried += points.shape[0]
+            return super().query_density(points)
+
+    cams = orbit_cameras(2, elevation_deg=20.0, image_size=12)
+    images, queried = {}, {}
+    # (threshold, slab): no skipping; one slab of all 64 samples (no ray can stop); slabs of 8.
+    for case in ((0.0, 8), (1e-3, 64), (1e-3, 8)):
+        field = DensityCountingField(0.9, sigma=30.0, edge=0.05)
+        config = RenderConfig(num_samples=64, randomize=False, return_samples=False, shade_weight_threshold=case[0],
+                              density_slab=case[1])
+        with torch.no_grad():
+            images[case] = render_cameras(field, cams, config, SolidBackground(), ShadingMode.ALBEDO).rgb
+        queried[case] = field.queried
+    assert queried[(1e-3, 8)] < 0.8 * queried[(1e-3, 64)]  # the back of the ball is never queried
+    # What a stopped ray leaves out is under 1e-3 of opacity; skipped shading adds 1e-3 a sample.
+    assert (images[(0.0, 8)] - images[(1e-3, 8)]).abs().max() < 64 * 1e-3
+    assert (images[(1e-3, 64)] - images[(1e-3, 8)]).abs().max() < 2e-3
 
 
 def test_occupancy_grid_of_an_empty_field_samples_everywhere():

@@ -46,6 +46,8 @@ class OccupancyGrid(nn.Module):
 
     def __init__(self, config: OccupancyGridConfig = OccupancyGridConfig()):
         super().__init__()
+        if not 1 <= config.resolution <= 256:
+            raise ValueError(f"occupancy grid resolution must be 1..256 (cell indices stay exact), got {config.resolution}")
         self.config = config
         r = config.resolution
         self.register_buffer("density", torch.full((r**3,), float("inf")))
@@ -62,12 +64,33 @@ class OccupancyGrid(nn.Module):
     def cell_index(self, points: Tensor) -> Tensor:
         """[N, 3] points -> [N] flat cell index (points outside are clamped to the border cell)."""
         r, b = self.config.resolution, self.config.bound
-        cell = ((points + b) / (2 * b) * r).floor().long().clamp(0, r - 1)  # [N, 3]
-        return cell[:, 0] + r * (cell[:, 1] + r * cell[:, 2])
+        cell = points.float() + b  # [N, 3]; in place from here on: videos look up millions of points
+        cell.div_(2 * b).mul_(r).floor_().clamp_(0, r - 1)
+        # x + r y + r^2 z as one matrix-vector product: exact in float32 below 2^24 = 256^3 cells.
+        strides = torch.tensor([1.0, r, r * r], device=points.device, dtype=cell.dtype)
+        return (cell @ strides).long()
 
     def is_occupied(self, points: Tensor) -> Tensor:
         """[N, 3] points -> [N] bool: their cell is occupied."""
         return self.occupied[self.cell_index(points)]
+
+    def occupied_box(self) -> tuple[Tensor, Tensor]:
+        """World corners (low [3], high [3]) of the smallest box that holds every occupied cell.
+
+        A side whose cells touch the grid's border extends to infinity, since `cell_index`
+        clamps points beyond the grid to the border cells. With nothing occupied the box is
+        empty (low > high).
+        """
+        r, b = self.config.resolution, self.config.bound
+        cells = self.occupied.reshape(r, r, r).nonzero()  # [K, 3] as (z, y, x)
+        if cells.shape[0] == 0:
+            return self.density.new_full((3,), float("inf")), self.density.new_full((3,), -float("inf"))
+        first = cells.amin(dim=0).flip(0).to(self.density.dtype)  # (x, y, z)
+        last = cells.amax(dim=0).flip(0).to(self.density.dtype)
+        cell = 2 * b / r
+        low = torch.where(first == 0, -float("inf"), first * cell - b)
+        high = torch.where(last == r - 1, float("inf"), (last + 1) * cell - b)
+        return low, high
 
     @torch.no_grad()
     def update(self, field: Field, step: int, generator: torch.Generator | None = None) -> bool:

@@ -55,9 +55,17 @@ def intersect_aabb(rays: RayBundle, bound: float = 1.0, near: float = 0.0) -> tu
     Returns t_near [N], t_far [N] (distances along the ray, t_near >= `near`) and hit [N] bool
     (the ray crosses the box in front of `near`). Where hit is False, t_near = t_far.
     """
+    return intersect_box(rays, -bound, bound, near)
+
+
+def intersect_box(rays: RayBundle, low: float | Tensor, high: float | Tensor, near: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
+    """Slab test of each ray with the axis-aligned box [low, high] (scalars or [3] corners).
+
+    Returns t_near [N], t_far [N] and hit [N] as `intersect_aabb` does.
+    """
     inv = 1.0 / torch.where(rays.directions.abs() < 1e-9, torch.full_like(rays.directions, 1e-9), rays.directions)
-    t0 = (-bound - rays.origins) * inv  # [N, 3]
-    t1 = (bound - rays.origins) * inv
+    t0 = (low - rays.origins) * inv  # [N, 3]
+    t1 = (high - rays.origins) * inv
     t_near = torch.minimum(t0, t1).amax(dim=-1).clamp(min=near)  # [N]
     t_far = torch.maximum(t0, t1).amin(dim=-1)  # [N]
     hit = t_far > t_near

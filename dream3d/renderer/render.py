@@ -18,6 +18,7 @@ autograd only) remain for fields without double backward. scripts/bench_render.p
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +31,7 @@ from dream3d.renderer.background import Background
 from dream3d.renderer.compositing import composite_depth, weights_from_density
 from dream3d.renderer.occupancy import OccupancyGrid
 from dream3d.renderer.rays import RayBundle, camera_rays
-from dream3d.renderer.sampling import sample_points, stratified_samples
+from dream3d.renderer.sampling import stratified_samples
 from dream3d.renderer.shading import AMBIENT, lambertian, textureless
 
 
@@ -82,10 +83,19 @@ class RenderConfig:
     """Ambient share of the light in lambertian / textureless shading."""
     use_nerfacc: bool | None = None
     """True: composite with nerfacc (CUDA); False: pure torch; None: nerfacc when available."""
+    skip_outside_occupied_box: bool = True
+    """With an occupancy grid, sample only the stretch of each ray inside the box of the
+    occupied cells (the samples elsewhere would all be skipped as empty anyway; the render is
+    the same and cheaper). False samples the whole scene box: the reference the tests compare."""
     shade_weight_threshold: float = 0.0
-    """No-grad renders only (videos, previews): query density everywhere first, then compute
-    albedo and normals only at samples whose compositing weight exceeds this; the skipped ones
-    add at most this much colour each. 0: shade every sample (training always does)."""
+    """No-grad renders only (videos, previews): query density first, front to back in slabs of
+    `density_slab` samples, stopping a ray once the light left to it falls below this (every
+    later sample's weight would be smaller); then compute albedo and normals only at samples
+    whose compositing weight exceeds this. A skipped sample adds at most this much colour, a
+    stopped ray at most this much opacity. 0: query and shade every sample (training always does)."""
+    density_slab: int = 16
+    """Samples per ray queried together before rays that have gone opaque are dropped (with
+    shade_weight_threshold > 0): smaller stops sooner but calls the field more often."""
 
 
 @dataclass
@@ -143,6 +153,31 @@ def _field_with_exact_normals(field: Field, points: Tensor) -> tuple[FieldOutput
     return out, -torch.nn.functional.normalize(grad, dim=-1, eps=1e-12)
 
 
+@torch.no_grad()
+def density_front_to_back(field: Field, points: Tensor, valid: Tensor, deltas: Tensor, stop_transmittance: float,
+                          slab: int) -> Tensor:
+    """Density at the valid samples, queried `slab` samples per ray at a time from the front; a
+    ray whose transmittance has fallen below `stop_transmittance` is not queried any further
+    (its later samples read 0).
+
+    points [N, W, 3], valid [N, W], deltas [N, W] -> density [N, W] (0 where not queried).
+    """
+    n, width = valid.shape
+    density = points.new_zeros(n, width)
+    optical_depth = points.new_zeros(n)  # [N] sum of density * delta so far
+    max_depth = -math.log(stop_transmittance)
+    for start in range(0, width, slab):
+        cols = slice(start, start + slab)
+        query = valid[:, cols] & (optical_depth < max_depth)[:, None]  # [N, s]
+        if not query.any():
+            continue
+        slab_density = points.new_zeros(query.shape)
+        slab_density[query] = field.query_density(points[:, cols][query])[:, 0]
+        density[:, cols] = slab_density
+        optical_depth += (slab_density * deltas[:, cols]).sum(dim=-1)
+    return density
+
+
 @dataclass
 class RayRenderOutput:
     """What `render_rays` returns for N rays, before any background."""
@@ -172,10 +207,11 @@ def _render_chunk(
     """One chunk of N rays; light_positions: [N, 3] per ray or None."""
     n = len(rays)
     samples = stratified_samples(
-        rays, config.num_samples, config.bound, config.near, config.randomize, occupancy, generator
+        rays, config.num_samples, config.bound, config.near, config.randomize, occupancy, generator,
+        config.skip_outside_occupied_box,
     )
     valid = samples.valid  # [N, S]
-    points = sample_points(rays, samples.t_mid)[valid]  # [M, 3]
+    points = samples.points[valid]  # [M, 3]
     need_normals = shading is not ShadingMode.ALBEDO or config.compute_normals
     use_nerfacc = config.use_nerfacc if config.use_nerfacc is not None else nerfacc_backend.available()
     ray_index_local = valid.nonzero(as_tuple=True)[0]  # [M] chunk-local ray of each sample
@@ -190,7 +226,9 @@ def _render_chunk(
     if config.shade_weight_threshold > 0 and not torch.is_grad_enabled():
         # Density first; albedo and normals only where they can show (most samples lie
         # behind the surface or in thin fog, and shading is the expensive part).
-        weights = weights_of(field.query_density(points)[:, 0])
+        density = density_front_to_back(field, samples.points, valid, samples.deltas,
+                                        config.shade_weight_threshold, config.density_slab)  # [N, W]
+        weights = weights_of(density[valid])
         shaded = weights[valid] > config.shade_weight_threshold  # [M]
         points, ray_index_local = points[shaded], ray_index_local[shaded]
     else:

@@ -1,0 +1,91 @@
+"""Seconds to render a turntable (the frames of turntable.mp4, as `dream3d.outputs.write_video`
+renders them), sampling the whole scene box or only the box of the occupied cells
+(`RenderConfig.skip_outside_occupied_box`), and how far the two renders differ.
+
+Fields: the README's avatar (`dream3d avatar "an old man with short gray hair wearing glasses"`,
+seed 0, the committed model; its one-shot 64^3 grid, as the avatar CLI uses) and the
+primitives world's exact mushroom (`GroundTruthField`, a 32^3 grid updated once, like the
+text-to-3D run's). Settings are interleaved, so a noisy machine slows both alike.
+
+    OMP_NUM_THREADS=2 python scripts/bench_video.py --repeats 3
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import replace
+
+import torch
+
+from dream3d.cameras import orbit_cameras
+from dream3d.config import RunConfig, VideoConfig
+from dream3d.fields import Field
+from dream3d.outputs import render_views
+from dream3d.renderer import OccupancyGrid, OccupancyGridConfig
+
+
+def avatar_case(size: int, samples: int) -> tuple[Field, OccupancyGrid, RunConfig]:
+    from avatars.cli import DEFAULT_FRAMES
+    from avatars.evaluation import occupancy_grid
+    from avatars.generate import SamplingConfig, generate, load_trained, text_condition
+    from avatars.triplane import avatar_field
+
+    model, decoder, triplane, _ = load_trained()
+    with torch.no_grad():
+        cond = text_condition(model, "an old man with short gray hair wearing glasses")
+        planes = generate(model, cond, SamplingConfig(seed=0)).planes[0]
+    field = avatar_field(planes, decoder, triplane).eval()
+    video = replace(VideoConfig(), num_frames=DEFAULT_FRAMES, image_size=size, num_samples=samples)
+    return field, occupancy_grid(field), RunConfig(prompt="avatar", video=video)
+
+
+def mushroom_case(size: int, samples: int) -> tuple[Field, OccupancyGrid, RunConfig]:
+    from dream3d.priors.world import GroundTruthField
+
+    field = GroundTruthField("mushroom")
+    grid = OccupancyGrid(OccupancyGridConfig())
+    grid.update(field, step=0)
+    video = replace(VideoConfig(), image_size=size, num_samples=samples)
+    return field, grid, RunConfig(prompt="a red mushroom", video=video)
+
+
+def render_turntable_frames(field: Field, grid: OccupancyGrid, config: RunConfig, skip: bool) -> torch.Tensor:
+    """[frames, H, W, 3] of the turntable, rendered as write_video does."""
+    config = replace(config, render=replace(config.render, skip_outside_occupied_box=skip))
+    cams = orbit_cameras(config.video.num_frames, elevation_deg=config.video.elevation_deg,
+                         image_size=config.video.image_size)
+    return torch.cat([render_views(config, field, grid, cams[i : i + 4]) for i in range(0, len(cams), 4)])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--avatar-size", type=int, default=128, help="the avatar CLI's default frame size")
+    p.add_argument("--avatar-samples", type=int, default=96, help="the avatar CLI's default samples per ray")
+    args = p.parse_args()
+    print(f"torch threads: {torch.get_num_threads()}")
+    cases = {
+        "avatar": avatar_case(args.avatar_size, args.avatar_samples),
+        "mushroom": mushroom_case(VideoConfig().image_size, VideoConfig().num_samples),
+    }
+    for name, (field, grid, config) in cases.items():
+        low, high = grid.occupied_box()
+        print(f"\n{name}: {config.video.num_frames} frames of {config.video.image_size} px, "
+              f"{config.video.num_samples} samples per ray; occupied box {low.tolist()} .. {high.tolist()}")
+        seconds: dict[bool, list[float]] = {False: [], True: []}
+        frames: dict[bool, torch.Tensor] = {}
+        for _ in range(args.repeats):
+            for skip in (False, True):
+                start = time.perf_counter()
+                frames[skip] = render_turntable_frames(field, grid, config, skip)
+                seconds[skip].append(time.perf_counter() - start)
+        whole, inside = statistics.median(seconds[False]), statistics.median(seconds[True])
+        diff = (frames[False] - frames[True]).abs().max().item() * 255
+        print(f"  whole scene box:    median {whole:.2f} s  {[round(s, 2) for s in seconds[False]]}")
+        print(f"  occupied box only:  median {inside:.2f} s  {[round(s, 2) for s in seconds[True]]}")
+        print(f"  ratio {inside / whole:.2f}; largest pixel difference {diff:.3f} / 255")
+
+
+if __name__ == "__main__":
+    main()
