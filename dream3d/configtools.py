@@ -96,23 +96,35 @@ def from_plain(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     if unknown:
         raise UsageError(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(sorted(names))})")
     kwargs = {name: _coerce(value, hints[name], f"{where}.{name}") for name, value in data.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as err:  # the config's own check (__post_init__) of the values it was given
+        raise UsageError(f"{where}: {err}") from None
 
 
-def merge(config: T, data: dict[str, Any], where: str = "config") -> T:
-    """A copy of `config` with the fields in `data` replaced (nested dataclasses merged)."""
+def merge(config: T, data: dict[str, Any], where: str = "config", path: str = "") -> T:
+    """A copy of `config` with the fields in `data` replaced (nested dataclasses merged).
+
+    Errors read "<where>: <path of the field>: what is wrong", e.g.
+    "--set train.steps=many: train.steps: expected an integer, got 'many'".
+    """
     hints = _field_types(type(config))
     names = {f.name for f in dataclasses.fields(config)}
     changes: dict[str, Any] = {}
     for name, value in data.items():
         if name not in names:
-            raise UsageError(f"{where}: unknown field {name!r} (known: {', '.join(sorted(names))})")
+            inside = f"{path}: " if path else ""
+            raise UsageError(f"{where}: {inside}unknown field {name!r} (known: {', '.join(sorted(names))})")
         current = getattr(config, name)
+        field_path = f"{path}.{name}" if path else name
         if dataclasses.is_dataclass(current) and isinstance(value, dict):
-            changes[name] = merge(current, value, f"{where}.{name}")
+            changes[name] = merge(current, value, where, field_path)
         else:
-            changes[name] = _coerce(value, hints[name], f"{where}.{name}")
-    return dataclasses.replace(config, **changes)
+            changes[name] = _coerce(value, hints[name], f"{where}: {field_path}")
+    try:
+        return dataclasses.replace(config, **changes)
+    except ValueError as err:  # a config's own check (__post_init__) of the values it was given
+        raise UsageError(f"{where}: {err}") from None
 
 
 def parse_set_option(option: str) -> dict[str, Any]:

@@ -278,7 +278,7 @@ def test_cell_index_matches_the_plain_formula_inside_and_outside_the_grid():
     r, b = 24, 0.75
     cell = ((points + b) / (2 * b) * r).floor().long().clamp(0, r - 1)
     assert torch.equal(grid.cell_index(points), cell[:, 0] + r * (cell[:, 1] + r * cell[:, 2]))
-    with pytest.raises(ValueError, match="1..256"):
+    with pytest.raises(ValueError, match="1..256"):  # --set reports it in one line (test_cli)
         OccupancyGrid(OccupancyGridConfig(resolution=300))
 
 

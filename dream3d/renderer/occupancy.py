@@ -40,14 +40,16 @@ class OccupancyGridConfig:
     query_chunk: int = 65536
     """Cells queried per field call during an update."""
 
+    def __post_init__(self) -> None:
+        if not 1 <= self.resolution <= 256:  # cell_index is exact in float32 up to 256^3 cells
+            raise ValueError(f"OccupancyGridConfig.resolution must be 1..256, got {self.resolution}")
+
 
 class OccupancyGrid(nn.Module):
     """Buffers: `density` [R^3] moving average, `occupied` [R^3] bool. Cells are x-fastest."""
 
     def __init__(self, config: OccupancyGridConfig = OccupancyGridConfig()):
         super().__init__()
-        if not 1 <= config.resolution <= 256:
-            raise ValueError(f"occupancy grid resolution must be 1..256 (cell indices stay exact), got {config.resolution}")
         self.config = config
         r = config.resolution
         self.register_buffer("density", torch.full((r**3,), float("inf")))
