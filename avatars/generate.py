@@ -82,10 +82,9 @@ class SamplingConfig:
 
 
 def not_trained_message(folder: Path) -> str:
-    return (f"text-to-avatar is not available yet: no trained avatar diffusion weights in {folder} (they are not "
-            "trained or committed yet). Train them: python scripts/build_avatar_dataset.py --out data/avatars, then "
-            "python scripts/train_avatar_diffusion.py --data data/avatars --out assets/avatar-diffusion "
-            "(or pass --model DIR)")
+    return (f"no avatar diffusion model in {folder} (no model.safetensors; the released one is the repository's "
+            f"assets/avatar-diffusion): pass --model DIR or set ${MODEL_DIR_ENV} to a folder that holds one, or train "
+            "one with scripts/train_avatar_diffusion.py (assets/avatar-diffusion/MODEL_CARD.md, Reproduce)")
 
 
 def load_trained(folder: str | os.PathLike | None = None) -> tuple[AvatarDiffusion, TriplaneDecoder, AvatarTriplaneConfig, dict]:

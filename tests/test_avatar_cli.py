@@ -66,7 +66,7 @@ def test_unknown_attribute_words_are_fine(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["a young woman with red hair"], "not available yet"),
+    (["a young woman with red hair"], "no avatar diffusion model in"),
     ([], "--random"),
     (["--random", "--seed", "-1"], "--seed"),
     (["--random", "--frames", "0"], "--frames"),
