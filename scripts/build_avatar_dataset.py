@@ -31,7 +31,7 @@ from avatars.diffusion import AvatarDiffusionConfig, downsample_planes
 from avatars.engine import AvatarField, AvatarSDF, sample_attributes
 from avatars.evaluation import render_portrait
 from avatars.prompts import TRAINING_CAPTIONS_PER_AVATAR, training_caption
-from avatars.script_log import timestamped_log
+from dream3d.script_log import timestamped_log
 from avatars.triplane import (
     DECODER_FIT,
     PLANE_FIT,

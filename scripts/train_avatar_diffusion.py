@@ -45,7 +45,7 @@ from avatars.diffusion import (
 )
 from avatars.engine import sample_attributes
 from avatars.prompts import TRAINING_CAPTION_DROP_PROBABILITY, describe, training_caption
-from avatars.script_log import timestamped_log
+from dream3d.script_log import timestamped_log
 from avatars.triplane import load_dataset, stack_low_planes, stack_planes
 from dream3d.api import resolve_device
 from dream3d.atomic import write_bytes_atomic

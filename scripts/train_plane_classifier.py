@@ -31,7 +31,7 @@ from avatars.plane_classifier import (
     value_targets,
 )
 from avatars.rollout import roll_out
-from avatars.script_log import timestamped_log
+from dream3d.script_log import timestamped_log
 from avatars.triplane import load_dataset, stack_low_planes, stack_planes
 from dream3d.atomic import write_with
 

@@ -35,6 +35,7 @@ from dream3d.priors.captions import make_caption, with_view
 from dream3d.priors.gt_render import render_objects
 from dream3d.priors.model import PriorConfig, build_prior, save_bundled_prior
 from dream3d.priors.world import COLOUR_NAMES, OBJECT_IDS
+from dream3d.script_log import timestamped_log
 
 
 def parse_args(argv=None):
@@ -106,14 +107,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     log_path = Path(args.log) if args.log else out.parent / "train_prior.progress.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_file = open(log_path, "a")
-
-    def log(msg: str) -> None:
-        line = f"[{time.time() - t_start:7.1f}s] {msg}"
-        print(line, flush=True)
-        log_file.write(line + "\n")
-        log_file.flush()
-
+    log = timestamped_log(log_path)
     log(f"args {vars(args)}")
     config = PriorConfig()
     if not config.v_prediction:

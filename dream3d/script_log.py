@@ -1,4 +1,4 @@
-"""The progress log of the avatar scripts (dataset build, diffusion training, plane classifier)."""
+"""The progress log of the training scripts (bundled prior, avatar dataset build, avatar diffusion, plane classifier)."""
 from __future__ import annotations
 
 import datetime
