@@ -453,7 +453,7 @@ def test_text_prompt_without_weights_is_one_line(tmp_path, capsys, monkeypatch):
     assert code != 0
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dream3d: error:"), err
-    assert "not trained" in lines[0] and "scripts/train_avatar_diffusion.py" in lines[0]
+    assert "no avatar diffusion model" in lines[0] and "scripts/train_avatar_diffusion.py" in lines[0]
     assert "scripts/build_avatar_dataset.py" in lines[0]
 
 
