@@ -84,7 +84,8 @@ class SamplingConfig:
 def not_trained_message(folder: Path) -> str:
     return (f"no avatar diffusion model in {folder} (no model.safetensors; the released one is the repository's "
             f"assets/avatar-diffusion): pass --model DIR or set ${MODEL_DIR_ENV} to a folder that holds one, or train "
-            "one with scripts/train_avatar_diffusion.py (assets/avatar-diffusion/MODEL_CARD.md, Reproduce)")
+            "one: scripts/build_avatar_dataset.py, then scripts/train_avatar_diffusion.py "
+            "(assets/avatar-diffusion/MODEL_CARD.md, Reproduce)")
 
 
 def load_trained(folder: str | os.PathLike | None = None) -> tuple[AvatarDiffusion, TriplaneDecoder, AvatarTriplaneConfig, dict]:
