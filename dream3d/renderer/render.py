@@ -178,9 +178,8 @@ def density_front_to_back(field: Field, points: Tensor, valid: Tensor, deltas: T
         query = valid[:, cols] & (optical_depth < max_depth)[:, None]  # [N, s]
         if not query.any():
             continue
-        slab_density = points.new_zeros(query.shape)
+        slab_density = density[:, cols]  # a view: filled in place
         slab_density[query] = field.query_density(points[:, cols][query])[:, 0]
-        density[:, cols] = slab_density
         optical_depth += (slab_density * deltas[:, cols]).sum(dim=-1)
     return density
 
@@ -223,19 +222,20 @@ def _render_chunk(
     use_nerfacc = config.use_nerfacc if config.use_nerfacc is not None else nerfacc_backend.available()
     ray_index_local = valid.nonzero(as_tuple=True)[0]  # [M] chunk-local ray of each sample
 
-    def weights_of(sample_density: Tensor) -> Tensor:  # [M] -> [N, S]
-        density = torch.zeros(valid.shape, device=points.device, dtype=sample_density.dtype)
-        density = density.masked_scatter(valid, sample_density)  # empty space is 0
+    def weights_of_dense(density: Tensor) -> Tensor:  # [N, W], 0 off the valid samples -> [N, W]
         if use_nerfacc:
             return nerfacc_backend.weights_from_density_nerfacc(density, samples.t_starts, samples.t_ends, valid)[0]
         return weights_from_density(density, samples.deltas)[0]
 
+    def weights_of(sample_density: Tensor) -> Tensor:  # [M] -> [N, W]
+        density = torch.zeros(valid.shape, device=points.device, dtype=sample_density.dtype)
+        return weights_of_dense(density.masked_scatter(valid, sample_density))  # empty space is 0
+
     if config.shade_weight_threshold > 0 and not torch.is_grad_enabled():
         # Density first; albedo and normals only where they can show (most samples lie
         # behind the surface or in thin fog, and shading is the expensive part).
-        density = density_front_to_back(field, samples.points, valid, samples.deltas,
-                                        config.shade_weight_threshold, config.density_slab)  # [N, W]
-        weights = weights_of(density[valid])
+        weights = weights_of_dense(density_front_to_back(field, samples.points, valid, samples.deltas,
+                                                         config.shade_weight_threshold, config.density_slab))
         shaded = weights[valid] > config.shade_weight_threshold  # [M]
         points, ray_index_local = points[shaded], ray_index_local[shaded]
     else:
