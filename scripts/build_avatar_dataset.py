@@ -31,7 +31,6 @@ from avatars.diffusion import AvatarDiffusionConfig, downsample_planes
 from avatars.engine import AvatarField, AvatarSDF, sample_attributes
 from avatars.evaluation import render_portrait
 from avatars.prompts import TRAINING_CAPTIONS_PER_AVATAR, training_caption
-from dream3d.script_log import timestamped_log
 from avatars.triplane import (
     DECODER_FIT,
     PLANE_FIT,
@@ -47,6 +46,7 @@ from avatars.triplane import (
     save_decoder,
     write_json,
 )
+from dream3d.script_log import timestamped_log
 
 LOW_PLANE_STEPS = 150
 """Steps of the low-resolution fit, which starts from the average-pooled full-resolution planes."""

@@ -45,11 +45,11 @@ from avatars.diffusion import (
 )
 from avatars.engine import sample_attributes
 from avatars.prompts import TRAINING_CAPTION_DROP_PROBABILITY, describe, training_caption
-from dream3d.script_log import timestamped_log
 from avatars.triplane import load_dataset, stack_low_planes, stack_planes
 from dream3d.api import resolve_device
 from dream3d.atomic import write_bytes_atomic
 from dream3d.errors import Dream3DError
+from dream3d.script_log import timestamped_log
 
 STATE_FILE = "train_state.pt"
 CARRIED_INFO = ("portrait_reader", "plane_classifier")

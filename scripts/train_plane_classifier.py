@@ -31,9 +31,9 @@ from avatars.plane_classifier import (
     value_targets,
 )
 from avatars.rollout import roll_out
-from dream3d.script_log import timestamped_log
 from avatars.triplane import load_dataset, stack_low_planes, stack_planes
 from dream3d.atomic import write_with
+from dream3d.script_log import timestamped_log
 
 REPORT_TIMESTEPS = (0, 250, 500, 750)
 """Noise levels at which held-out accuracy is reported."""
