@@ -30,9 +30,9 @@ from avatars.attribute_classifier import (
     render_attribute_views,
     visible_attributes,
 )
+from dream3d.diffusion_math import add_noise
 from avatars.diffusion import (
     LowPlanes,
-    add_noise,
     initial_noise,
     load_model,
     sample_low,
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"--renoise {t_start}: {error}") from None
                 noise = torch.randn(roll_out(low).shape, generator=torch.Generator().manual_seed(1))
                 t = torch.full((len(records),), t_step)
-                x_t = add_noise(alphas_cumprod, roll_out(low), noise, t)
+                x_t = add_noise(roll_out(low), noise, alphas_cumprod, t)
                 out = model.base.guided(x_t, t, cond.embedding, args.guidance[0], spatial)
                 estimate = x0_from_prediction(model.config.prediction, alphas_cumprod, x_t, out, t)
                 row(f"5a one-step estimate from t={t_step}",

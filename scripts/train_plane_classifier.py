@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from avatars.diffusion import add_noise, attribute_vectors, load_model, save_model, with_plane_classifier
+from dream3d.diffusion_math import add_noise
+from avatars.diffusion import attribute_vectors, load_model, save_model, with_plane_classifier
 from avatars.engine import ATTRIBUTE_TYPES
 from avatars.plane_classifier import (
     ATTRIBUTE_SIZES,
@@ -63,7 +64,7 @@ def heldout_accuracy(classifier: PlaneAttributeClassifier, alphas_cumprod: torch
                      values: torch.Tensor, t: int, generator: torch.Generator) -> dict[str, float]:
     """Per attribute, how often the classifier names the true value of x0 [N, C, r, 3r] noised to t."""
     steps = torch.full((x0.shape[0],), t)
-    noisy = add_noise(alphas_cumprod, x0, torch.randn(x0.shape, generator=generator), steps)
+    noisy = add_noise(x0, torch.randn(x0.shape, generator=generator), alphas_cumprod, steps)
     logits = classifier.eval()(noisy, steps)
     classifier.train()
     return {name: round(float((block.argmax(-1) == target).float().mean()), 3)
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         index = torch.randint(0, len(train_x), (args.batch_size,), generator=gen)
         t = torch.randint(0, model.config.num_train_timesteps, (args.batch_size,), generator=gen)
         clean = train_x[index]
-        noisy = add_noise(alphas_cumprod, clean, torch.randn(clean.shape, generator=gen), t)
+        noisy = add_noise(clean, torch.randn(clean.shape, generator=gen), alphas_cumprod, t)
         loss = classification_loss(classifier(noisy, t), train_values[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

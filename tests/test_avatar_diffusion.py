@@ -332,13 +332,14 @@ def test_sampling_shape_seed_and_editing():
 
 @pytest.mark.parametrize("prediction", list(Prediction))
 def test_the_one_step_clean_estimate_inverts_the_training_target(prediction):
-    from avatars.diffusion import add_noise, prediction_target, x0_from_prediction
+    from avatars.diffusion import prediction_target, x0_from_prediction
+    from dream3d.diffusion_math import add_noise
 
     alphas_cumprod = AvatarDiffusion(AvatarDiffusionConfig.tiny()).ddpm_scheduler().alphas_cumprod
     g = torch.Generator().manual_seed(0)
     x0, noise = torch.randn(3, 4, 8, 24, generator=g), torch.randn(3, 4, 8, 24, generator=g)
     t = torch.tensor([0, 400, 999])
-    x_t = add_noise(alphas_cumprod, x0, noise, t)
+    x_t = add_noise(x0, noise, alphas_cumprod, t)
     perfect = prediction_target(prediction, alphas_cumprod, x0, noise, t)
     torch.testing.assert_close(x0_from_prediction(prediction, alphas_cumprod, x_t, perfect, t), x0, rtol=1e-3, atol=2e-3)
 

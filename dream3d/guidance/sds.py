@@ -22,9 +22,16 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from dream3d.diffusion_math import add_noise, classifier_shift
 from dream3d.guidance.loading import PriorKind
 from dream3d.guidance.priors import DiffusionPrior
-from dream3d.guidance.schedules import TimestepSchedule, Weighting, sample_timesteps, sds_weight, t_range
+from dream3d.guidance.schedules import (
+    TimestepSchedule,
+    Weighting,
+    sample_timesteps,
+    sds_weight,
+    t_range,
+)
 from dream3d.prompts import GuidanceCondition, PerpNegConfig
 
 
@@ -127,12 +134,6 @@ def perp_neg_guidance(
     return eps_uncond + scale * (e_pos + correction)
 
 
-def add_noise(x0: Tensor, noise: Tensor, alphas_cumprod: Tensor, t: Tensor) -> Tensor:
-    """x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) noise. x0, noise: [B, C, h, w]; t: [B]."""
-    alpha_bar = alphas_cumprod[t].view(-1, 1, 1, 1)
-    return alpha_bar.sqrt() * x0 + (1.0 - alpha_bar).sqrt() * noise
-
-
 def guided_noise(
     prior: DiffusionPrior, x_t: Tensor, t: Tensor, condition: GuidanceCondition, config: SDSConfig
 ) -> Tensor:
@@ -160,9 +161,9 @@ def guided_noise(
         weights = condition.negative_weights.to(eps.device, torch.float32)
         guided = perp_neg_guidance(eps[0], eps[1], eps[2:].transpose(0, 1), weights, config.guidance_scale)
     if config.classifier_scale > 0 and condition.class_labels is not None:
-        # eps is -sqrt(1 - ab) times the score, so adding the classifier's score subtracts here.
-        sigma = (1.0 - prior.alphas_cumprod[t]).sqrt().view(-1, 1, 1, 1)
-        guided = guided - config.classifier_scale * sigma * prior.classifier_score(x_t, t, condition.class_labels)
+        alpha_bar = prior.alphas_cumprod[t].view(-1, 1, 1, 1)
+        score = prior.classifier_score(x_t, t, condition.class_labels)
+        guided = guided + classifier_shift(alpha_bar, config.classifier_scale, score, predicts_v=False)
     return guided
 
 

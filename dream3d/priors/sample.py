@@ -9,6 +9,7 @@ from diffusers import DDIMScheduler
 from torch import Tensor
 
 from dream3d.atomic import write_with
+from dream3d.diffusion_math import classifier_shift
 from dream3d.priors.model import BundledPrior
 
 DEFAULT_GUIDANCE = 2.0
@@ -55,9 +56,8 @@ def ddim_sample(prior: BundledPrior, prompts: list[str], steps: int = 50, guidan
         alpha_bar = scheduler.alphas_cumprod[int(t)]
         if use_classifier and alpha_bar > 1e-4:
             tt = t.expand(B).to(prior.device)
-            # d eps = -scale * sigma * grad; at fixed x_t, v moves by d eps / sqrt(ab).
-            shift = classifier_scale * (1.0 - alpha_bar).sqrt() * classifier_score(prior.classifier, x.float(), tt, labels)
-            guided = guided - (shift / alpha_bar.sqrt() if prior.predicts_v else shift).to(guided.dtype)
+            score = classifier_score(prior.classifier, x.float(), tt, labels)
+            guided = guided + classifier_shift(alpha_bar, classifier_scale, score, prior.predicts_v).to(guided.dtype)
         x = scheduler.step(guided, t, x).prev_sample
     return ((x.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu()
 
