@@ -1,116 +1,20 @@
-"""Tri-plane avatars: ONE shared dream3d `TriplaneDecoder` and per-avatar planes [3, C, R, R].
-
-An avatar's planes are fitted to 3D samples of the engine's ground truth (no renders): points
-in a shell around the surface and uniform in the box, supervising log-density (the engine's
-own density, sharpness * sigmoid(-sdf * sharpness)) and albedo near the surface.
-
-    decoder, planes = fit_shared([AvatarSDF(sample_attributes(s)) for s in range(8)])  # (a) joint
-    new = fit_planes(AvatarSDF(sample_attributes(100)), decoder)                      # (b) frozen decoder
-    field = avatar_field(new, decoder)          # a dream3d TriplaneField: mesh export, turntable video
-    save_decoder(folder, decoder); save_avatar(folder, record)                         # safetensors + JSON
-
-Sizes (`AvatarTriplaneConfig` defaults): R = 48 texels a side (one texel = 1/23.5 unit, 4.3 cm),
-C = 12 channels, planes 3 x 12 x 48 x 48 float32 = 331,776 bytes (half that stored as float16).
-The decoder sums the three plane features (SUM, input C) and has 2 hidden layers of 64: 5,252
-parameters. Its density activation is trunc_exp with the blob off, so the raw output IS the log
-density, which is what the fit regresses (a scaled, clamped signed distance: easy for planes).
-"""
+"""Fitting planes (and the shared decoder) to 3D samples of an engine avatar's ground truth."""
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+from avatars.triplane.config import AvatarTriplaneConfig, make_decoder
 from torch import Tensor, nn
 
-from avatars.engine import ATTRIBUTE_TYPES, AvatarAttributes, AvatarSDF
-from dream3d.atomic import write_text_atomic, write_with
-from dream3d.fields.mlp import DensityActivation, DensityBlobConfig
+from avatars.engine import AvatarAttributes, AvatarSDF
 from dream3d.fields.triplane import (
-    FeatureAggregation,
     TriplaneDecoder,
-    TriplaneDecoderConfig,
-    TriplaneField,
-    TriplaneFieldConfig,
     sample_triplane,
 )
-
-# ---------------------------------------------------------------------------------------------
-# Sizes
-
-
-@dataclass(frozen=True)
-class AvatarTriplaneConfig:
-    """Shapes of the planes and the shared decoder (fixed for a whole dataset)."""
-
-    resolution: int = 48
-    """Texels R per side of each plane (over [-1, 1])."""
-    channels: int = 12
-    """Feature channels C of each plane."""
-    hidden_dim: int = 64
-    """Width of the decoder's hidden layers."""
-    num_hidden_layers: int = 2
-    """Hidden layers of the decoder."""
-    sharpness: float = 200.0
-    """The engine's density sharpness the fit reproduces (AvatarField's default): density
-    sharpness * sigmoid(-sdf * sharpness), so density sharpness / 2 lies on the surface."""
-
-    def decoder_config(self) -> TriplaneDecoderConfig:
-        return TriplaneDecoderConfig(
-            channels=self.channels,
-            aggregation=FeatureAggregation.SUM,
-            hidden_dim=self.hidden_dim,
-            num_hidden_layers=self.num_hidden_layers,
-            density_activation=DensityActivation.TRUNC_EXP,  # raw output = log density
-            blob=DensityBlobConfig(strength=0.0),
-        )
-
-    def field_config(self) -> TriplaneFieldConfig:
-        return TriplaneFieldConfig(resolution=self.resolution, init_std=0.01, decoder=self.decoder_config())
-
-    @property
-    def surface_density(self) -> float:
-        """Density on the engine's surface (sdf = 0): the threshold for a voxel IoU."""
-        return self.sharpness / 2.0
-
-    @property
-    def plane_shape(self) -> tuple[int, int, int, int]:
-        return (3, self.channels, self.resolution, self.resolution)
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> "AvatarTriplaneConfig":
-        return cls(**data)
-
-
-def make_decoder(config: AvatarTriplaneConfig = AvatarTriplaneConfig(), seed: int = 0) -> TriplaneDecoder:
-    """A fresh shared decoder, initialised from `seed`."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return TriplaneDecoder(config.decoder_config())
-
-
-def avatar_field(planes: Tensor, decoder: TriplaneDecoder, config: AvatarTriplaneConfig | None = None) -> TriplaneField:
-    """A dream3d TriplaneField over planes [3, C, R, R] and the shared decoder (mesh export and
-    turntable video work on it unchanged). The planes are stored as given (no copy)."""
-    if config is None:
-        c, r = planes.shape[1], planes.shape[-1]
-        config = AvatarTriplaneConfig(resolution=r, channels=c, hidden_dim=decoder.config.hidden_dim,
-                                      num_hidden_layers=decoder.config.num_hidden_layers)
-    fc = dataclasses.replace(config.field_config(), resolution=planes.shape[-1], decoder=decoder.config)
-    return TriplaneField(fc, planes=planes, decoder=decoder)
-
-
-# ---------------------------------------------------------------------------------------------
-# Ground-truth samples
 
 
 @dataclass(frozen=True)
@@ -161,8 +65,6 @@ def sample_ground_truth(avatar: AvatarSDF, config: SampleConfig = SampleConfig()
     return GroundTruthSamples(points, torch.cat(sdfs), torch.cat(albedos))
 
 
-# ---------------------------------------------------------------------------------------------
-# The fit
 
 
 @dataclass(frozen=True)
@@ -405,163 +307,3 @@ def decoder_error(decoder: TriplaneDecoder, planes: Sequence[Tensor], samples: S
         for name in parts:
             parts[name] += values[name] / len(planes)
     return parts
-
-
-# ---------------------------------------------------------------------------------------------
-# Save / load: a dataset folder
-#
-#   decoder.safetensors    the shared decoder's state dict; metadata "config" = AvatarTriplaneConfig JSON
-#   avatars/000123.safetensors   planes [3, C, R, R] (float16), portrait [H, W, 3] uint8;
-#                          metadata "record" = {"index", "seed", "attributes", "prompts", "fit"} JSON
-
-
-def attributes_to_json(attributes: AvatarAttributes) -> dict[str, str]:
-    """{'age': 'old', ...} in field order."""
-    return {name: getattr(attributes, name).value for name in ATTRIBUTE_TYPES}
-
-
-def attributes_from_json(data: dict[str, str]) -> AvatarAttributes:
-    """Inverse of attributes_to_json (unknown names or values raise ValueError)."""
-    unknown = set(data) - set(ATTRIBUTE_TYPES)
-    if unknown:
-        raise ValueError(f"unknown avatar attributes {sorted(unknown)}")
-    return AvatarAttributes(**{name: ATTRIBUTE_TYPES[name](value) for name, value in data.items()})
-
-
-@dataclass
-class AvatarRecord:
-    """One avatar of a dataset."""
-
-    index: int
-    seed: int
-    """sample_attributes(seed) gave the attributes."""
-    attributes: AvatarAttributes
-    prompts: list[str]
-    """Captions of the avatar (the first names every attribute)."""
-    planes: Tensor
-    """[3, C, R, R] float32."""
-    portrait: Tensor | None = None
-    """[H, W, 3] uint8 frontal render of the engine avatar."""
-    fit: dict[str, float] = field(default_factory=dict)
-    """Figures of the plane fit (loss, seconds)."""
-    low_planes: Tensor | None = None
-    """[3, C, r, r] float32: the same avatar fitted at a lower resolution r under the same decoder
-    (what the base diffusion model learns; None in datasets built before it existed)."""
-
-
-def _save_safetensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> None:
-    from safetensors.torch import save_file
-
-    write_with(path, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata))
-
-
-def decoder_path(folder: str | os.PathLike) -> Path:
-    return Path(folder) / "decoder.safetensors"
-
-
-def avatar_path(folder: str | os.PathLike, index: int) -> Path:
-    return Path(folder) / "avatars" / f"{index:06d}.safetensors"
-
-
-def save_decoder(folder: str | os.PathLike, decoder: TriplaneDecoder, model: AvatarTriplaneConfig) -> Path:
-    path = decoder_path(folder)
-    _save_safetensors(path, dict(decoder.state_dict()), {"config": json.dumps(model.to_json())})
-    return path
-
-
-def load_decoder(path: str | os.PathLike) -> tuple[TriplaneDecoder, AvatarTriplaneConfig]:
-    """From a decoder file or a dataset folder. The decoder comes back frozen, in eval mode."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if path.is_dir():
-        path = decoder_path(path)
-    with safe_open(str(path), framework="pt") as f:
-        model = AvatarTriplaneConfig.from_json(json.loads(f.metadata()["config"]))
-    decoder = TriplaneDecoder(model.decoder_config())
-    decoder.load_state_dict(load_file(str(path)))
-    for p in decoder.parameters():
-        p.requires_grad_(False)
-    return decoder.eval(), model
-
-
-def save_avatar(folder: str | os.PathLike, record: AvatarRecord) -> Path:
-    """avatars/<index>.safetensors, written atomically (planes and low planes stored as float16)."""
-    path = avatar_path(folder, record.index)
-    tensors = {"planes": record.planes.detach().to(torch.float16)}
-    if record.portrait is not None:
-        tensors["portrait"] = record.portrait.to(torch.uint8)
-    if record.low_planes is not None:
-        tensors["low_planes"] = record.low_planes.detach().to(torch.float16)
-    meta = {"index": record.index, "seed": record.seed, "attributes": attributes_to_json(record.attributes),
-            "prompts": record.prompts, "fit": record.fit}
-    _save_safetensors(path, tensors, {"record": json.dumps(meta)})
-    return path
-
-
-def load_avatar(path: str | os.PathLike) -> AvatarRecord:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads(f.metadata()["record"])
-        planes = f.get_tensor("planes").float()
-        portrait = f.get_tensor("portrait") if "portrait" in f.keys() else None
-        low_planes = f.get_tensor("low_planes").float() if "low_planes" in f.keys() else None
-    return AvatarRecord(index=meta["index"], seed=meta["seed"], attributes=attributes_from_json(meta["attributes"]),
-                        prompts=list(meta["prompts"]), planes=planes, portrait=portrait, fit=meta.get("fit", {}),
-                        low_planes=low_planes)
-
-
-def load_dataset(folder: str | os.PathLike) -> tuple[TriplaneDecoder, AvatarTriplaneConfig, list[AvatarRecord]]:
-    """The decoder and every avatar record of a dataset folder, by index."""
-    folder = Path(folder)
-    decoder, model = load_decoder(folder)
-    records = [load_avatar(p) for p in sorted((folder / "avatars").glob("*.safetensors"))]
-    return decoder, model, records
-
-
-def stack_planes(records: Sequence[AvatarRecord]) -> Tensor:
-    """[N, 3, C, R, R] planes of records (what a tri-plane diffusion model trains on)."""
-    return torch.stack([r.planes for r in records])
-
-
-def stack_low_planes(records: Sequence[AvatarRecord]) -> Tensor | None:
-    """[N, 3, C, r, r] low-resolution planes of records, or None unless every record has them."""
-    if not records or any(r.low_planes is None for r in records):
-        return None
-    return torch.stack([r.low_planes for r in records])
-
-
-def write_json(path: str | os.PathLike, data: dict) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
-
-
-__all__ = [
-    "AvatarRecord",
-    "AvatarTriplaneConfig",
-    "DECODER_FIT",
-    "FitConfig",
-    "GroundTruthSamples",
-    "PLANE_FIT",
-    "RobustDecoderConfig",
-    "SampleConfig",
-    "attributes_from_json",
-    "attributes_to_json",
-    "avatar_field",
-    "avatar_path",
-    "decoder_error",
-    "decoder_path",
-    "fit_loss",
-    "fit_planes",
-    "fit_shared",
-    "load_avatar",
-    "load_dataset",
-    "load_decoder",
-    "make_decoder",
-    "sample_ground_truth",
-    "robust_decoder",
-    "save_avatar",
-    "save_decoder",
-    "stack_planes",
-]
