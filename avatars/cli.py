@@ -154,11 +154,11 @@ def export_avatar(folder, field, prompt: str, args: argparse.Namespace, say) -> 
     write_text_atomic(folder.config, config_to_yaml(config))
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    files = export_meshes(folder, config, field)
+    files = export_meshes(folder, field, config.export)
     timings["mesh_s"] = time.perf_counter() - t
     say(f"meshes in {timings['mesh_s']:.1f}s")
     t = time.perf_counter()
-    files += write_video(folder, config, field, occupancy_grid(field))
+    files += write_video(folder, field, config.video, config.render, occupancy_grid(field))
     timings["video_s"] = time.perf_counter() - t
     say(f"video in {timings['video_s']:.1f}s -> {folder.root}")
     return files, timings

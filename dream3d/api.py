@@ -232,13 +232,13 @@ def resume(run: str | Path, *, steps: int | None = None, device: str | None = No
 
 def export_run(run: str | Path, formats: Sequence[str] | None = None, device: str | None = None) -> list[Path]:
     """Write the run's meshes again from its checkpoint (all formats by default)."""
-    from dream3d.outputs import export_meshes
+    from dream3d.outputs import MESH_FORMATS, export_meshes
     from dream3d.train import load_checkpoint
 
     folder, checkpoint = find_run_folder(run)
     config, state = load_checkpoint(checkpoint, resolve_device(device or "auto"))
     state.field.eval()
-    return export_meshes(folder, config, state.field, formats or ("glb", "obj", "ply"))
+    return export_meshes(folder, state.field, config.export, formats or MESH_FORMATS)
 
 
 def video_run(run: str | Path, frames: int | None = None, size: int | None = None, device: str | None = None) -> list[Path]:
@@ -258,14 +258,14 @@ def video_run(run: str | Path, frames: int | None = None, size: int | None = Non
             raise UsageError(f"--size must be >= 8, got {size}")
         video = replace(video, image_size=size)
     state.field.eval()
-    return write_video(folder, replace(config, video=video), state.field, state.occupancy)
+    return write_video(folder, state.field, video, config.render, state.occupancy)
 
 
 def finish_run(folder: RunFolder, config: RunConfig, field, occupancy) -> list[Path]:
     from dream3d.outputs import export_meshes, write_video
 
-    files = export_meshes(folder, config, field, ("glb", "obj", "ply"))
-    files += write_video(folder, config, field, occupancy)
+    files = export_meshes(folder, field, config.export)
+    files += write_video(folder, field, config.video, config.render, occupancy)
     return files
 
 

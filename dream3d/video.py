@@ -6,6 +6,7 @@ The renderer stays out of this module: callers pass a closure `render_fn(cameras
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -17,12 +18,34 @@ from dream3d.atomic import atomic_path
 from dream3d.cameras import Cameras, orbit_cameras
 
 
+@dataclass(frozen=True)
+class VideoConfig:
+    """The turntable video and the preview image."""
+
+    num_frames: int = 48
+    """Frames of one full turn."""
+    image_size: int = 160
+    """Pixels per side."""
+    elevation_deg: float = 15.0
+    """Camera elevation of the orbit."""
+    fps: int = 24
+    """MP4 frame rate."""
+    gif_fps: int = 12
+    """GIF frame rate."""
+    num_samples: int = 80
+    """Samples per ray for the video and preview renders."""
+    shade_weight_threshold: float = 1e-3
+    """Albedo and normals only at samples whose compositing weight exceeds this, and no density
+    queries once a ray's transmittance is below it (see RenderConfig.shade_weight_threshold):
+    about half the render time for at most ~1/255 of pixel change (docs/decisions.md)."""
+
+
 @torch.no_grad()
 def render_turntable(
     render_fn: Callable[[Cameras], Tensor],
-    num_frames: int = 60,
-    elevation_deg: float = 15.0,
-    image_size: int = 256,
+    num_frames: int,
+    elevation_deg: float,
+    image_size: int,
     distance: float = 3.1,
     fov_y_deg: float = 45.0,
     start_azimuth_deg: float = 0.0,
@@ -69,7 +92,7 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
     return frames if frames.dtype == np.uint8 else to_uint8(frames)
 
 
-def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: int = 30, crf: int = 18) -> Path:
+def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: int, crf: int = 18) -> Path:
     """H.264 MP4 (yuv420p, even size, moov atom first) from uint8 frames [N, H, W, 3]."""
     import imageio_ffmpeg
 
@@ -94,7 +117,7 @@ def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: int = 30, crf: i
     return Path(path)
 
 
-def write_gif(frames: np.ndarray, path: str | os.PathLike, fps: int = 15) -> Path:
+def write_gif(frames: np.ndarray, path: str | os.PathLike, fps: int) -> Path:
     """Looping GIF from uint8 frames [N, H, W, 3]."""
     from PIL import Image
 

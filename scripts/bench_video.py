@@ -55,7 +55,7 @@ def turntable_frames(field: Field, grid: OccupancyGrid, config: RunConfig, skip:
     """uint8 [frames, H, W, 3] of the turntable, rendered as write_video renders them."""
     config = replace(config, render=replace(config.render, skip_outside_occupied_box=skip))
     video = config.video
-    return render_turntable(lambda cams: render_views(config, field, grid, cams), num_frames=video.num_frames,
+    return render_turntable(lambda cams: render_views(field, grid, cams, config.video, config.render), num_frames=video.num_frames,
                             elevation_deg=video.elevation_deg, image_size=video.image_size)
 
 

@@ -65,4 +65,4 @@ def test_gif_loops_with_every_frame(tmp_path):
 
 def test_bad_frames_are_refused(tmp_path):
     with pytest.raises(ValueError):
-        write_mp4(np.zeros((0, 8, 8, 3), np.uint8), tmp_path / "x.mp4")
+        write_mp4(np.zeros((0, 8, 8, 3), np.uint8), tmp_path / "x.mp4", fps=10)
