@@ -70,22 +70,12 @@ class OptimConfig:
     """Adam on the field (and the background model, if any)."""
 
     lr: float = 0.002
-    """Learning rate of the MLPs and of the hash table (0.001 until 2026-11-23; raised with
-    plane_lr, see there)."""
+    """Learning rate of the MLPs and of the hash table."""
     plane_lr: float = 0.08
-    """Learning rate of the tri-plane features. With the stage-8 bundled prior the 500-step run
-    was limited by how fast the field moves, not by the prior: the prior scores the exact table
-    better than the trained one at every t, and 1500 steps at 0.01 gave table IoU 0.33. Raising
-    this from 0.01 to 0.08 (and lr to 0.002) took scripts/eval_primitives.py from mean IoU 0.629
-    / min 0.208 to 0.653 / 0.350: donut 0.55 -> 0.81, dumbbell 0.36 -> 0.62, table 0.21 -> 0.35,
-    but ball, cube, capsule and cone lost 0.1-0.2 to texel-scale bumps. Tri-plane TV against the
-    bumps (regularizers.triplane_tv 500 or 2000) did not pay on the whole set (mean 0.62 on 11
-    prompts against 0.655). Seed 1 did not confirm the mean gain (ball 0.65 vs 0.84, capsule
-    0.72 vs 0.88, table 0.28 vs 0.20, dumbbell 0.09 vs 0.07, new vs old rates); the worst object,
-    the table, gained at both seeds. Older, epsilon priors lost the object within 100 steps at 0.05."""
+    """Learning rate of the tri-plane features: high, because a default-length run is limited by
+    how fast the field moves, not by the prior (docs/decisions.md)."""
     final_lr_fraction: float = 0.2
-    """Learning rates decay exponentially to this fraction at the last step. 0.05 with plane_lr
-    0.08 was worse (ball 0.70, cube 0.26)."""
+    """Learning rates decay exponentially to this fraction at the last step."""
     betas: tuple[float, float] = (0.9, 0.99)
     """Adam betas."""
     eps: float = 1e-15
@@ -97,11 +87,8 @@ class TrainConfig:
     """The optimisation loop of dream3d.train."""
 
     steps: int = 500
-    """Optimisation steps. 500 since the stage-8 bundled prior (2026-11-23): with it, 300 steps
-    left thin parts unformed (scripts/eval_primitives.py, IoU at 300 -> 600 steps: dumbbell
-    0.14 -> 0.54, snowman 0.31 -> 0.69, donut 0.42 -> 0.58, table 0.15 -> 0.23). A step costs
-    about 0.27 s on a 2-core CPU (800 steps: 220 s of training, 246 s in all), so 500 is what
-    fits the 180 s budget of a default run; --preset cpu-quality goes further."""
+    """Optimisation steps: what fits a default run's time budget on a 2-core CPU while still forming
+    thin parts (docs/decisions.md); --preset cpu-quality goes further."""
     batch_size: int = 1
     """Rendered views per step."""
     sds_weight: float = 1.0
@@ -151,13 +138,8 @@ class RunConfig:
     """Training backgrounds: a random solid colour per view, as in the prior's training images."""
     sds: SDSConfig = field(default_factory=SDSConfig)
     """Score distillation (auto default: the prior kind's, see default_sds_config)."""
-    regularizers: RegularizerWeights = field(
-        default_factory=lambda: RegularizerWeights(orientation=100.0, opacity_entropy=200.0)
-    )
-    """Weights of the regularisers. The SDS loss is a sum over pixels (~12k at 64x64) while the
-    regularisers are means, hence the large weights. Measured (scripts/eval_primitives.py, blue
-    cube): opacity entropy 200 + orientation 100 gave a sharper, less foggy object, mesh IoU
-    0.81 vs 0.79 and delta E 6.0 vs 7.5 with the weights of RegularizerWeights()."""
+    regularizers: RegularizerWeights = field(default_factory=RegularizerWeights)
+    """Weights of the regularisers."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """The optimisation loop."""
     export: ExportConfig = field(default_factory=ExportConfig)
@@ -200,7 +182,7 @@ def config_to_yaml(config: RunConfig) -> str:
 
 
 RETIRED_FIELDS: tuple[tuple[str, ...], ...] = (
-    ("export", "mesh", "albedo_inset_voxels"),  # 2026-11-23: textures bake the seen albedo (mesh.seen_albedo)
+    ("export", "mesh", "albedo_inset_voxels"),  # textures bake the seen albedo instead (mesh.seen_albedo)
 )
 """Fields that older releases wrote into checkpoints and config.yaml; dropped when a checkpoint is
 read, so old runs still resume and export. Presets and --set stay strict."""

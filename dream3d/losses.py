@@ -16,14 +16,16 @@ from dream3d.renderer.render import RenderOutput, SampleData
 
 @dataclass(frozen=True)
 class RegularizerWeights:
-    """Multipliers of each regulariser in the training loss (0 turns one off)."""
+    """Multipliers of each regulariser in the training loss (0 turns one off). The SDS loss is a sum
+    over pixels (~12k at 64x64) while the regularisers are means, hence the large weights."""
 
-    orientation: float = 1e-2
+    orientation: float = 100.0
     """Normals facing away from the camera (Ref-NeRF / DreamFusion)."""
     opacity: float = 1e-3
     """Sparsity: sqrt(opacity^2 + 0.01) per pixel, discourages fog (DreamFusion)."""
-    opacity_entropy: float = 0.0
-    """Binary entropy of the opacity: pushes pixels to fully opaque or fully clear."""
+    opacity_entropy: float = 200.0
+    """Binary entropy of the opacity: pushes pixels to fully opaque or fully clear (a sharper,
+    less foggy object; docs/decisions.md)."""
     triplane_tv: float = 0.0
     """Total variation of the tri-plane features: smooth planes, fewer floaters. Applies to
     tri-plane fields only; a field without planes (the hash grid) gets no TV term."""

@@ -69,16 +69,7 @@ def default_sds_config(kind: PriorKind) -> SDSConfig:
     - DeepFloyd IF stage I: guidance 20, t in [0.02, 0.98], w = 1 - alpha_bar: threestudio's
       configs/dreamfusion-if.yaml (deep-floyd-guidance).
     - Bundled primitives prior: CFG 30 plus classifier guidance 10, t in [0.02, 0.98],
-      w = 1 - alpha_bar. Measured with scripts/eval_primitives.py (3D IoU against the exact
-      geometry) on cone, donut, table and dumbbell with the v-prediction prior: mean IoU 0.22
-      at CFG 1, 0.28 at 7.5, 0.31 at 15, 0.34 at 30. The epsilon prior of earlier releases
-      ignored its caption, so CFG only added noise there and the classifier did the work (at
-      scale 10 it turns flat grey into a red ball / blue cube / green cone / yellow torus in 2D
-      SDS; 30 and above get noisy). With the stage-8 prior, which does read its caption,
-      dropping the classifier changed little (300 steps: donut 0.40 vs 0.42, table 0.14 vs 0.15)
-      and it stays, since on the stage-6 prior it kept the colours in 3D. CFG 15 instead of 30
-      with the stage-8 prior and 500 steps: mean IoU 0.398 vs 0.411 on table, dumbbell,
-      hourglass, donut and mushroom, so 30 stays.
+      w = 1 - alpha_bar, chosen with scripts/eval_primitives.py (figures in docs/decisions.md).
     """
     if kind is PriorKind.STABLE_DIFFUSION:
         return SDSConfig(guidance_scale=100.0)

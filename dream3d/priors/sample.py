@@ -13,11 +13,8 @@ from dream3d.diffusion_math import classifier_shift
 from dream3d.priors.model import BundledPrior
 
 DEFAULT_GUIDANCE = 2.0
-"""Classifier-free guidance for 2D samples of the bundled prior. Measured with
-scripts/eval_prior.py --steps 20 on the 2026-11-23 weights (seed 0): guidance 2 gave 95.7 % shape
-accuracy and delta E 6.7; 3 gave 72.3 % / 12.8; 5 gave 53.2 % / 27.0 (washed-out, noisy images:
-the guided output overshoots). Score distillation is another matter: see SDSConfig."""
-
+"""Classifier-free guidance for 2D samples of the bundled prior: higher scales overshoot into
+washed-out, noisy images (docs/decisions.md). Score distillation is another matter: see SDSConfig."""
 
 @torch.no_grad()
 def ddim_sample(prior: BundledPrior, prompts: list[str], steps: int = 50, guidance_scale: float = DEFAULT_GUIDANCE,
