@@ -16,7 +16,7 @@ from torch import Tensor
 from avatars.engine import AvatarField, AvatarSDF
 from avatars.triplane import AvatarTriplaneConfig
 from dream3d.cameras import CameraSamplingConfig, Cameras, make_cameras, sample_cameras
-from dream3d.evaluation import psnr
+from dream3d.evaluation import field_mesh_iou, field_voxel_iou, psnr
 from dream3d.fields import Field
 from dream3d.renderer import (
     OccupancyGrid,
@@ -68,22 +68,12 @@ def evaluation_cameras(views: int = 8, image_size: int = 64, seed: int = 1234) -
 
 def voxel_iou(field: Field, avatar: AvatarSDF, threshold: float, resolution: int = 128) -> float:
     """IoU of {field density > threshold} with the engine's occupancy on a resolution^3 grid."""
-    axis = torch.linspace(-1.0, 1.0, resolution)
-    points = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
-    with torch.no_grad():
-        fitted = torch.cat([field.query_density(p)[:, 0] > threshold for p in points.split(65536)])
-        exact = torch.cat([avatar.occupancy(p) for p in points.split(65536)])
-    return float((fitted & exact).sum() / (fitted | exact).sum().clamp(min=1))
+    return field_voxel_iou(field, avatar.occupancy, threshold, resolution)
 
 
 def mesh_iou(field: Field, avatar: AvatarSDF, resolution: int = 96) -> float:
     """IoU of the field's dream3d mesh (auto iso-level) with the engine's solid."""
-    from dream3d.evaluation import volumetric_iou
-    from dream3d.mesh import MeshConfig, extract_mesh
-
-    with torch.no_grad():
-        mesh = extract_mesh(field, MeshConfig(resolution=resolution))
-    return volumetric_iou(mesh, lambda p: avatar.occupancy(torch.as_tensor(p, dtype=torch.float32)), resolution=resolution)
+    return field_mesh_iou(field, avatar.occupancy, resolution)
 
 
 def evaluate_fit(avatar: AvatarSDF, fitted: Field, model: AvatarTriplaneConfig = AvatarTriplaneConfig(),

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from dream3d.mesh import Mesh, rasterize_triangles
 
@@ -207,3 +208,34 @@ def object_mask(image: np.ndarray, threshold: float = 0.12) -> np.ndarray:
     border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
     background = np.median(border, axis=0)
     return np.abs(image - background).max(axis=-1) > threshold
+
+
+@torch.no_grad()
+def field_voxel_iou(field, occupancy: Callable[[Tensor], Tensor], threshold: float, resolution: int = 128,
+                    fill_cavities: bool = False, chunk_size: int = 65536) -> float:
+    """IoU of {field density > threshold} with an exact solid on a resolution^3 grid over [-1, 1]^3.
+
+    occupancy: points [N, 3] -> bool [N]. fill_cavities: empty pockets enclosed by the field's
+    solid count as inside (images never see the inside of an opaque object, so a fitted field may
+    leave low density there; a mesher's flood fill would fill them).
+    """
+    axis = torch.linspace(-1.0, 1.0, resolution)
+    points = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)  # [R^3, 3]
+    fitted = torch.cat([field.query_density(p)[:, 0] > threshold for p in points.split(chunk_size)])
+    if fill_cavities:
+        from scipy import ndimage
+
+        solid = ndimage.binary_fill_holes(fitted.reshape(resolution, resolution, resolution).numpy())
+        fitted = torch.from_numpy(solid.reshape(-1))
+    exact = torch.cat([occupancy(p) for p in points.split(chunk_size)])
+    return float((fitted & exact).sum() / (fitted | exact).sum().clamp(min=1))
+
+
+def field_mesh_iou(field, occupancy: Callable[[Tensor], Tensor], resolution: int = 96) -> float:
+    """IoU of the field's dream3d mesh (automatic iso-level) with an exact solid (occupancy as in
+    `field_voxel_iou`), both on a resolution^3 grid."""
+    from dream3d.mesh import MeshConfig, extract_mesh
+
+    with torch.no_grad():
+        mesh = extract_mesh(field, MeshConfig(resolution=resolution))
+    return volumetric_iou(mesh, lambda p: occupancy(torch.as_tensor(p, dtype=torch.float32)), resolution=resolution)

@@ -23,7 +23,6 @@ import time
 import dataclasses
 from dataclasses import dataclass, replace
 
-import scipy.ndimage
 import torch
 from torch import Tensor
 
@@ -38,6 +37,7 @@ from dream3d.fields import (
     TriplaneField,
     TriplaneFieldConfig,
 )
+from dream3d.evaluation import field_mesh_iou, field_voxel_iou, psnr
 from dream3d.losses import distortion_loss, triplane_tv_loss
 from dream3d.priors.world import GroundTruthField
 from dream3d.renderer import (
@@ -152,10 +152,6 @@ def render_ground_truth(gt: Field, cameras: Cameras, samples: int) -> GroundTrut
     return GroundTruthViews(cameras, rays, out.rgb_foreground, out.opacity)
 
 
-def psnr(a: Tensor, b: Tensor) -> float:
-    return float(-10.0 * torch.log10(((a - b) ** 2).mean()))
-
-
 def build_field(config: FitConfig, generator: torch.Generator) -> Field:
     if config.field is FieldKind.TRIPLANE:
         return TriplaneField(config.triplane, generator=generator)
@@ -171,37 +167,6 @@ def make_optimizer(field: Field, config: FitConfig) -> torch.optim.Optimizer:
     else:
         groups = [{"params": list(field.parameters()), "lr": config.lr}]
     return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-8)
-
-
-@torch.no_grad()
-def voxel_iou(field: Field, gt: GroundTruthField, resolution: int, threshold: float, fill_cavities: bool) -> float:
-    """IoU of {density > threshold} with the exact solid on a resolution^3 grid of points.
-
-    fill_cavities: empty pockets enclosed by the fitted solid count as inside. Images never see
-    the inside of an opaque object, so a fitted field is free to leave low density there; a
-    solid read from it (as a mesher's flood fill does) fills such pockets.
-    """
-    coords = torch.linspace(-1, 1, resolution)
-    points = torch.stack(torch.meshgrid(coords, coords, coords, indexing="ij"), -1).reshape(-1, 3)
-    fitted = torch.cat([field.query_density(p)[:, 0] for p in points.split(65536)]) > threshold
-    if fill_cavities:
-        grid = fitted.reshape(resolution, resolution, resolution).numpy()
-        fitted = torch.from_numpy(scipy.ndimage.binary_fill_holes(grid).reshape(-1))
-    exact = gt.occupancy(points)
-    return float((fitted & exact).sum() / (fitted | exact).sum())
-
-
-def mesh_iou(field: Field, gt: GroundTruthField) -> float | None:
-    """IoU of the mesh extracted by dream3d.mesh (auto iso-level) with the exact solid, if available."""
-    try:
-        from dream3d.evaluation import volumetric_iou
-        from dream3d.mesh import MeshConfig, extract_mesh
-    except (ImportError, SyntaxError) as error:  # the mesh module is optional here
-        print(f"mesh IoU skipped: {error}", flush=True)
-        return None
-    with torch.no_grad():
-        mesh = extract_mesh(field, MeshConfig(resolution=96))
-    return volumetric_iou(mesh, lambda p: gt.occupancy(torch.as_tensor(p, dtype=torch.float32)), resolution=96)
 
 
 def fit(config: FitConfig, verbose: bool = True) -> tuple[dict[str, object], Field]:
@@ -263,11 +228,11 @@ def fit(config: FitConfig, verbose: bool = True) -> tuple[dict[str, object], Fie
         "test_psnr_db": round(test_psnr, 2),
         "test_psnr_colour_bg_db": round(test_psnr_colour, 2),
         "voxel_iou": {
-            f"density>{d:g}": round(voxel_iou(model, gt, config.iou_resolution, d, fill_cavities=False), 4)
+            f"density>{d:g}": round(field_voxel_iou(model, gt.occupancy, d, config.iou_resolution), 4)
             for d in config.iou_densities
         },
         "voxel_iou_filled": {
-            f"density>{d:g}": round(voxel_iou(model, gt, config.iou_resolution, d, fill_cavities=True), 4)
+            f"density>{d:g}": round(field_voxel_iou(model, gt.occupancy, d, config.iou_resolution, fill_cavities=True), 4)
             for d in config.iou_densities
         },
         "occupied_fraction": round(grid.occupied_fraction, 3),
@@ -300,7 +265,7 @@ def main() -> None:
     result, model = fit(config)
     if args.mesh_iou:
         t = time.perf_counter()
-        result["mesh_iou"] = mesh_iou(model, GroundTruthField(config.object_id))
+        result["mesh_iou"] = field_mesh_iou(model, GroundTruthField(config.object_id).occupancy, resolution=96)
         result["mesh_s"] = round(time.perf_counter() - t, 1)
         print(json.dumps(result), flush=True)
 
