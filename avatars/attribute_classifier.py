@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,6 +23,7 @@ from avatars.encoders import images_at_size
 from avatars.engine import ATTRIBUTE_TYPES, AvatarAttributes, Glasses, HairStyle
 from dream3d.atomic import write_with
 from dream3d.cameras import Cameras, look_at
+from dream3d.configtools import from_plain, to_plain
 from dream3d.fields import Field
 from dream3d.renderer import ShadingMode
 
@@ -131,14 +132,6 @@ class AttributeClassifierConfig:
     """The attributes it names, one head each (the evaluation's seven; a portrait reader for
     the attribute template names all of ATTRIBUTE_TYPES)."""
 
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> "AttributeClassifierConfig":
-        attributes = tuple(data.get("attributes", EVALUATED_ATTRIBUTES))  # saved before it was a field: the seven
-        return cls(**{**data, "widths": tuple(data["widths"]), "attributes": attributes})
-
 
 class AttributeClassifier(nn.Module):
     """Views [B, V, H, W, 3] in [0, 1] -> one logit vector per attribute of `config.attributes`."""
@@ -221,7 +214,7 @@ def save_classifier(folder: str | os.PathLike, model: AttributeClassifier, info:
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     write_with(folder / MODEL_FILE, lambda tmp: save_file(state, str(tmp)))
-    text = json.dumps({"config": model.config.to_json(), **info}, indent=2)
+    text = json.dumps({"config": to_plain(model.config), **info}, indent=2)
     write_with(folder / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text))
 
 
@@ -234,6 +227,7 @@ def load_classifier(folder: str | os.PathLike) -> tuple[AttributeClassifier, dic
         raise FileNotFoundError(f"no attribute classifier in {folder}: train it with "
                                 f"`python scripts/train_avatar_classifier.py --out {folder}`")
     info = json.loads((folder / CONFIG_FILE).read_text())
-    model = AttributeClassifier(AttributeClassifierConfig.from_json(info["config"]))
+    # Saved before `attributes` was a field: the seven evaluated ones, which is its default.
+    model = AttributeClassifier(from_plain(AttributeClassifierConfig, info["config"], "attribute classifier config"))
     model.load_state_dict(load_file(str(folder / MODEL_FILE)))
     return model.eval(), info

@@ -18,7 +18,7 @@ classifier (which reads rendered images).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -60,13 +60,6 @@ class PlaneClassifierConfig:
         """A few-thousand-parameter classifier (tests)."""
         return cls(plane_channels=plane_channels, resolution=resolution, channels=(8, 8), hidden=16,
                    time_embed_dim=16, groups=4)
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> "PlaneClassifierConfig":
-        return cls(**{**data, "channels": tuple(data["channels"])})
 
 
 class PlaneAttributeClassifier(nn.Module):

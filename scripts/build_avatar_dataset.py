@@ -46,6 +46,7 @@ from avatars.triplane import (
     save_decoder,
     write_json,
 )
+from dream3d.configtools import to_plain
 from dream3d.script_log import timestamped_log
 
 LOW_PLANE_STEPS = 150
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     for param in decoder.parameters():
         param.requires_grad_(False)
     write_json(out / "manifest.json", {
-        "num_avatars": args.num, "first_seed": args.first_seed, "model": model.to_json(),
+        "num_avatars": args.num, "first_seed": args.first_seed, "model": to_plain(model),
         "plane_fit": {"steps": args.plane_steps, "batch_size": PLANE_FIT.batch_size, "plane_lr": PLANE_FIT.plane_lr},
         "layout": "decoder.safetensors; avatars/<index:06d>.safetensors: planes [3,C,R,R] float16, portrait "
                   "[64,64,3] uint8, metadata 'record' = JSON {index, seed, attributes, prompts, fit}",

@@ -21,8 +21,12 @@ from pathlib import Path
 
 import torch
 
-from dream3d.diffusion_math import add_noise
-from avatars.diffusion import attribute_vectors, load_model, save_model, with_plane_classifier
+from avatars.diffusion import (
+    attribute_vectors,
+    load_model,
+    save_model,
+    with_plane_classifier,
+)
 from avatars.engine import ATTRIBUTE_TYPES
 from avatars.plane_classifier import (
     ATTRIBUTE_SIZES,
@@ -34,6 +38,8 @@ from avatars.plane_classifier import (
 from avatars.rollout import roll_out
 from avatars.triplane import load_dataset, stack_low_planes, stack_planes
 from dream3d.atomic import write_with
+from dream3d.configtools import to_plain
+from dream3d.diffusion_math import add_noise
 from dream3d.script_log import timestamped_log
 
 REPORT_TIMESTEPS = (0, 250, 500, 750)
@@ -127,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             "train_seconds": round(time.perf_counter() - start, 1)}
     classifier.eval()
     path = args.out / "plane_classifier.pt"
-    write_with(path, lambda tmp: torch.save({"config": config.to_json(), "state": classifier.state_dict(), "info": info}, tmp))
+    write_with(path, lambda tmp: torch.save({"config": to_plain(config), "state": classifier.state_dict(), "info": info}, tmp))
     log(json.dumps(info))
     if args.into_model is not None:
         diffusion, decoder, triplane, model_info = load_model(args.into_model)

@@ -100,16 +100,24 @@ def test_tokenizer_knows_every_caption_word():
 
 
 def test_config_json_round_trip():
+    from avatars.attribute_classifier import AttributeClassifierConfig
+    from avatars.diffusion.config import diffusion_config_from_plain
+    from avatars.plane_classifier import PlaneClassifierConfig
+    from avatars.triplane import AvatarTriplaneConfig
+    from dream3d.configtools import from_plain, to_plain
+
     for config in (AvatarDiffusionConfig(), AvatarDiffusionConfig.tiny()):
-        assert AvatarDiffusionConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
+        assert diffusion_config_from_plain(json.loads(json.dumps(to_plain(config)))) == config
+    for config in (AvatarTriplaneConfig(), PlaneClassifierConfig.tiny(), AttributeClassifierConfig()):
+        assert from_plain(type(config), json.loads(json.dumps(to_plain(config)))) == config
     # Models saved before fitted low planes existed learned pooled ones, and load that way.
-    old = AvatarDiffusionConfig().to_json()
+    old = to_plain(AvatarDiffusionConfig())
     del old["low_planes"]
-    assert AvatarDiffusionConfig.from_json(old).low_planes is LowPlanes.POOLED
+    assert diffusion_config_from_plain(old).low_planes is LowPlanes.POOLED
     # ... and before attribute templates: none, and a base UNet without the spatial input.
     del old["attribute_template"]
     del old["base"]["spatial_channels"]
-    loaded = AvatarDiffusionConfig.from_json(old)
+    loaded = diffusion_config_from_plain(old)
     assert not loaded.attribute_template and loaded.base.spatial_channels == 0
 
 

@@ -15,14 +15,53 @@ docs/avatar-diffusion.md.
 """
 from __future__ import annotations
 
-from avatars.diffusion.config import LowPlanes, AvatarDiffusionConfig
-from avatars.diffusion.prediction import Prediction, prediction_target, x0_from_prediction, classifier_shift
-from avatars.diffusion.planes import downsample_planes, upsample_planes, PlaneStats, plane_stats
-from avatars.diffusion.conditioning import ATTRIBUTE_VALUES, attribute_vectors, prompt_attribute_vectors, attribute_templates, AvatarCondition
+from avatars.diffusion.conditioning import (
+    ATTRIBUTE_VALUES,
+    AvatarCondition,
+    attribute_templates,
+    attribute_vectors,
+    prompt_attribute_vectors,
+)
+from avatars.diffusion.config import AvatarDiffusionConfig, LowPlanes
+from avatars.diffusion.io import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    is_model_folder,
+    load_model,
+    load_weights,
+    save_model,
+    with_attribute_templates,
+    with_plane_classifier,
+    with_portrait_reader,
+    with_scale_shift,
+)
 from avatars.diffusion.model import AvatarDiffusion, count_parameters
-from avatars.diffusion.training import TrainingBatch, attribute_targets, attribute_loss, training_loss
-from avatars.diffusion.sampling import initial_noise, lowpass_planes, timesteps_from, sample_low, GeneratedPlanes, generate_planes
-from avatars.diffusion.io import MODEL_FILE, CONFIG_FILE, save_model, with_attribute_templates, with_scale_shift, with_portrait_reader, with_plane_classifier, load_weights, is_model_folder, load_model
+from avatars.diffusion.planes import (
+    PlaneStats,
+    downsample_planes,
+    plane_stats,
+    upsample_planes,
+)
+from avatars.diffusion.prediction import (
+    Prediction,
+    classifier_shift,
+    prediction_target,
+    x0_from_prediction,
+)
+from avatars.diffusion.sampling import (
+    GeneratedPlanes,
+    generate_planes,
+    initial_noise,
+    lowpass_planes,
+    sample_low,
+    timesteps_from,
+)
+from avatars.diffusion.training import (
+    TrainingBatch,
+    attribute_loss,
+    attribute_targets,
+    training_loss,
+)
 
 __all__ = [
     "ATTRIBUTE_VALUES",

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 from dataclasses import dataclass, field
 
-from avatars.diffusion.prediction import Prediction
-
 from avatars.attribute_classifier import AttributeClassifierConfig
+from avatars.diffusion.prediction import Prediction
 from avatars.encoders import (
     AvatarTextEncoderConfig,
     PortraitEncoderConfig,
@@ -16,8 +14,8 @@ from avatars.encoders import (
 from avatars.plane_classifier import (
     PlaneClassifierConfig,
 )
-from avatars.rollout import AxisPool
 from avatars.triplane_unet import TriplaneUNetConfig
+from dream3d.configtools import from_plain
 
 
 class LowPlanes(enum.Enum):
@@ -138,22 +136,12 @@ class AvatarDiffusionConfig:
     def factor(self) -> int:
         return self.resolution // self.low_resolution
 
-    def to_json(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self), default=lambda v: v.value))  # enums -> values
 
-    @classmethod
-    def from_json(cls, data: dict) -> "AvatarDiffusionConfig":
-        def unet(d: dict) -> TriplaneUNetConfig:
-            return TriplaneUNetConfig(**{**d, "channels": tuple(d["channels"]), "pool": AxisPool(d["pool"])})
+LEGACY_FIELD_VALUES = {"low_planes": LowPlanes.POOLED.value, "attribute_template": False}
+"""What a saved config that lacks these fields meant: it was written before they existed, by a
+model trained on pooled low planes and without attribute templates."""
 
-        return cls(**{**data, "base": unet(data["base"]), "upsampler": unet(data["upsampler"]),
-                      "prediction": Prediction(data["prediction"]),
-                      "low_planes": LowPlanes(data.get("low_planes", LowPlanes.POOLED.value)),
-                      "attribute_template": data.get("attribute_template", False),
-                      "text": AvatarTextEncoderConfig(**data["text"]),
-                      "portrait_reader": (None if data.get("portrait_reader") is None
-                                          else AttributeClassifierConfig.from_json(data["portrait_reader"])),
-                      "plane_classifier": (None if data.get("plane_classifier") is None
-                                           else PlaneClassifierConfig.from_json(data["plane_classifier"])),
-                      "portrait": PortraitEncoderConfig(**{**data["portrait"],
-                                                           "widths": tuple(data["portrait"]["widths"])})})
+
+def diffusion_config_from_plain(data: dict) -> AvatarDiffusionConfig:
+    """The config of a saved model (plain data from `configtools.to_plain`), older ones included."""
+    return from_plain(AvatarDiffusionConfig, {**LEGACY_FIELD_VALUES, **data}, "avatar diffusion config")

@@ -8,18 +8,19 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from avatars.diffusion.config import AvatarDiffusionConfig
-from avatars.diffusion.model import AvatarDiffusion
-from avatars.diffusion.planes import PlaneStats
 from torch import Tensor, nn
 
 from avatars.attribute_classifier import AttributeClassifier
+from avatars.diffusion.config import AvatarDiffusionConfig, diffusion_config_from_plain
+from avatars.diffusion.model import AvatarDiffusion
+from avatars.diffusion.planes import PlaneStats
 from avatars.engine.attributes import ATTRIBUTE_TYPES
 from avatars.plane_classifier import (
     PlaneAttributeClassifier,
 )
 from avatars.triplane import AvatarTriplaneConfig
 from dream3d.atomic import write_text_atomic, write_with
+from dream3d.configtools import from_plain, to_plain
 from dream3d.fields.triplane import TriplaneDecoder
 from dream3d.priors.tokenizer import WordTokenizer
 
@@ -36,7 +37,7 @@ def save_model(folder: str | os.PathLike, model: AvatarDiffusion, decoder: Tripl
     folder = Path(folder)
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tensors |= {f"decoder.{k}": v.detach().contiguous().cpu() for k, v in decoder.state_dict().items()}
-    meta = {"config": model.config.to_json(), "triplane": triplane.to_json(),
+    meta = {"config": to_plain(model.config), "triplane": to_plain(triplane),
             "tokenizer": {"vocab": model.tokenizer.vocab, "max_length": model.tokenizer.max_length},
             "info": info or {}}
     path = folder / MODEL_FILE
@@ -133,9 +134,9 @@ def load_model(folder: str | os.PathLike) -> tuple[AvatarDiffusion, TriplaneDeco
         meta = {k: json.loads(v) for k, v in f.metadata().items()}
     tensors = load_file(str(path))
     tokenizer = WordTokenizer(meta["tokenizer"]["vocab"], meta["tokenizer"]["max_length"])
-    model = AvatarDiffusion(AvatarDiffusionConfig.from_json(meta["config"]), tokenizer=tokenizer)
+    model = AvatarDiffusion(diffusion_config_from_plain(meta["config"]), tokenizer=tokenizer)
     load_weights(model, {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    triplane = AvatarTriplaneConfig.from_json(meta["triplane"])
+    triplane = from_plain(AvatarTriplaneConfig, meta["triplane"], "avatar tri-plane config")
     decoder = TriplaneDecoder(triplane.decoder_config())
     decoder.load_state_dict({k[len("decoder."):]: v for k, v in tensors.items() if k.startswith("decoder.")})
     for p in decoder.parameters():

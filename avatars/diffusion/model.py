@@ -4,6 +4,10 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+from torch import Tensor, nn
+
+from avatars.attribute_classifier import AttributeClassifier
 from avatars.diffusion.conditioning import (
     ATTRIBUTE_VALUES,
     AvatarCondition,
@@ -16,10 +20,6 @@ from avatars.diffusion.planes import (
     downsample_planes,
     upsample_planes,
 )
-from diffusers import DDIMScheduler, DDPMScheduler
-from torch import Tensor, nn
-
-from avatars.attribute_classifier import AttributeClassifier
 from avatars.encoders import (
     AvatarTextEncoder,
     PortraitEncoder,

@@ -6,12 +6,12 @@ import time
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor, nn
+
 from avatars.diffusion.conditioning import AvatarCondition
 from avatars.diffusion.config import AvatarDiffusionConfig
 from avatars.diffusion.model import AvatarDiffusion
 from avatars.diffusion.prediction import classifier_shift
-from torch import Tensor, nn
-
 from avatars.plane_classifier import (
     PlaneAttributeClassifier,
     guidance_gradient,

@@ -4,11 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor, nn
+
 from avatars.diffusion.conditioning import prompt_attribute_vectors
 from avatars.diffusion.model import AvatarDiffusion
 from avatars.diffusion.prediction import prediction_target
-from torch import Tensor, nn
-
 from avatars.engine.attributes import ATTRIBUTE_TYPES
 from avatars.prompts import parse_prompt
 from avatars.rollout import roll_out

@@ -15,9 +15,37 @@ is what the fit regresses.
 """
 from __future__ import annotations
 
-from avatars.triplane.config import AvatarTriplaneConfig, make_decoder, avatar_field
-from avatars.triplane.fitting import SampleConfig, GroundTruthSamples, sample_ground_truth, FitConfig, DECODER_FIT, PLANE_FIT, fit_loss, Progress, fit_shared, fit_planes, RobustDecoderConfig, robust_decoder, decoder_error
-from avatars.triplane.dataset import attributes_to_json, attributes_from_json, AvatarRecord, decoder_path, avatar_path, save_decoder, load_decoder, save_avatar, load_avatar, load_dataset, stack_planes, stack_low_planes, write_json
+from avatars.triplane.config import AvatarTriplaneConfig, avatar_field, make_decoder
+from avatars.triplane.dataset import (
+    AvatarRecord,
+    attributes_from_json,
+    attributes_to_json,
+    avatar_path,
+    decoder_path,
+    load_avatar,
+    load_dataset,
+    load_decoder,
+    save_avatar,
+    save_decoder,
+    stack_low_planes,
+    stack_planes,
+    write_json,
+)
+from avatars.triplane.fitting import (
+    DECODER_FIT,
+    PLANE_FIT,
+    FitConfig,
+    GroundTruthSamples,
+    Progress,
+    RobustDecoderConfig,
+    SampleConfig,
+    decoder_error,
+    fit_loss,
+    fit_planes,
+    fit_shared,
+    robust_decoder,
+    sample_ground_truth,
+)
 
 __all__ = [
     "AvatarRecord",

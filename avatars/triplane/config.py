@@ -55,13 +55,6 @@ class AvatarTriplaneConfig:
     def plane_shape(self) -> tuple[int, int, int, int]:
         return (3, self.channels, self.resolution, self.resolution)
 
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> "AvatarTriplaneConfig":
-        return cls(**data)
-
 
 def make_decoder(config: AvatarTriplaneConfig = AvatarTriplaneConfig(), seed: int = 0) -> TriplaneDecoder:
     """A fresh shared decoder, initialised from `seed`."""

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from avatars.triplane.config import AvatarTriplaneConfig
 from torch import Tensor
 
 from avatars.engine import ATTRIBUTE_TYPES, AvatarAttributes
+from avatars.triplane.config import AvatarTriplaneConfig
 from dream3d.atomic import write_text_atomic, write_with
+from dream3d.configtools import from_plain, to_plain
 from dream3d.fields.triplane import (
     TriplaneDecoder,
 )
@@ -73,7 +74,7 @@ def avatar_path(folder: str | os.PathLike, index: int) -> Path:
 
 def save_decoder(folder: str | os.PathLike, decoder: TriplaneDecoder, model: AvatarTriplaneConfig) -> Path:
     path = decoder_path(folder)
-    _save_safetensors(path, dict(decoder.state_dict()), {"config": json.dumps(model.to_json())})
+    _save_safetensors(path, dict(decoder.state_dict()), {"config": json.dumps(to_plain(model))})
     return path
 
 
@@ -86,7 +87,7 @@ def load_decoder(path: str | os.PathLike) -> tuple[TriplaneDecoder, AvatarTripla
     if path.is_dir():
         path = decoder_path(path)
     with safe_open(str(path), framework="pt") as f:
-        model = AvatarTriplaneConfig.from_json(json.loads(f.metadata()["config"]))
+        model = from_plain(AvatarTriplaneConfig, json.loads(f.metadata()["config"]), "avatar tri-plane config")
     decoder = TriplaneDecoder(model.decoder_config())
     decoder.load_state_dict(load_file(str(path)))
     for p in decoder.parameters():

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
-from avatars.triplane.config import AvatarTriplaneConfig, make_decoder
 from torch import Tensor, nn
 
 from avatars.engine import AvatarAttributes, AvatarSDF
+from avatars.triplane.config import AvatarTriplaneConfig, make_decoder
 from dream3d.fields.triplane import (
     TriplaneDecoder,
     sample_triplane,
