@@ -65,9 +65,9 @@ class BustConfig:
     """The horizontal cut, this far below the neck's base (mid-chest)."""
     shoulder_half_width: float = 0.16
     """The two side cuts, this far from the mid-line (just inside the shoulder joints: no arm stubs)."""
-    iris_cos: float = 0.935
+    iris_cos: float = 0.85
     """Eye-surface points within acos(iris_cos) of the eye's axis are iris."""
-    pupil_cos: float = 0.985
+    pupil_cos: float = 0.97
     """... and within acos(pupil_cos), pupil."""
 
 
@@ -196,9 +196,9 @@ def build_bust(attributes: AvatarAttributes, config: BustConfig = BustConfig(),
     # Drop everything well below the cut first (the clipper then handles a few thousand faces).
     near = (vertices[faces][:, :, 1] > cut_y - 0.05).any(1)
     faces = faces[near]
-    for normal, offset in (((1.0, 0.0, 0.0), config.shoulder_half_width),
-                           ((-1.0, 0.0, 0.0), config.shoulder_half_width),
-                           ((0.0, -1.0, 0.0), -cut_y)):
+    # The chest cut first (it closes the body and the arms it crosses), then the shoulders'.
+    for normal, offset in (((0.0, -1.0, 0.0), -cut_y), ((1.0, 0.0, 0.0), config.shoulder_half_width),
+                           ((-1.0, 0.0, 0.0), config.shoulder_half_width)):
         arrays, faces = clip_and_cap(arrays, faces, np.array(normal), offset)
     parts = np.rint(arrays["part"]).astype(np.int8)
     capped = np.abs(arrays["position"][:, 1] - cut_y) < 1e-6

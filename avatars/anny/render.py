@@ -20,7 +20,7 @@ class RenderConfig:
     """Surface samples per image pixel (each is drawn as a 2x2 splat)."""
     fov_degrees: float = 30.0
     """Vertical field of view."""
-    distance: float = 1.25
+    distance: float = 1.05
     """Camera distance from the target, metres."""
     target_height: float = 0.24
     """Height the camera looks at, metres above the bust's base (the face)."""
@@ -61,15 +61,29 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, 
     return SurfaceSamples(points.astype(np.float32), col.astype(np.float32), normals.astype(np.float32))
 
 
-def render_view(samples: SurfaceSamples, azimuth_degrees: float, config: RenderConfig) -> np.ndarray:
-    """[H, W, 3] uint8 image from a camera orbiting the +Y axis (azimuth 0: looking at the front)."""
+def _camera(azimuth_degrees: float, config: RenderConfig):
+    """(eye, right, up, forward) of the orbiting camera."""
     az, el = np.radians(azimuth_degrees), np.radians(config.elevation_degrees)
     target = np.array([0.0, config.target_height, 0.0])
     eye = target + config.distance * np.array([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)])
     forward = (target - eye) / np.linalg.norm(target - eye)
     right = np.cross(forward, [0.0, 1.0, 0.0])
     right /= np.linalg.norm(right)
-    up = np.cross(right, forward)
+    return eye, right, np.cross(right, forward), forward
+
+
+def project(points: np.ndarray, azimuth_degrees: float, config: RenderConfig) -> np.ndarray:
+    """[N, 3] world points -> [N, 2] pixel (column, row) in `render_view`'s image."""
+    eye, right, up, forward = _camera(azimuth_degrees, config)
+    rel = np.asarray(points, np.float64) - eye
+    focal = 0.5 * config.size / np.tan(np.radians(config.fov_degrees) / 2)
+    z = rel @ forward
+    return np.stack([config.size / 2 + focal * (rel @ right) / z, config.size / 2 - focal * (rel @ up) / z], 1)
+
+
+def render_view(samples: SurfaceSamples, azimuth_degrees: float, config: RenderConfig) -> np.ndarray:
+    """[H, W, 3] uint8 image from a camera orbiting the +Y axis (azimuth 0: looking at the front)."""
+    eye, right, up, forward = _camera(azimuth_degrees, config)
     rel = samples.points - eye
     x, y, z = rel @ right, rel @ up, rel @ forward
     facing = (samples.normals @ -forward) > -0.05
