@@ -22,13 +22,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn, Sequence
-
-from dream3d.errors import UsageError
+from typing import NoReturn
 
 from avatars.export import AvatarExportConfig
+from dream3d.errors import UsageError
 
 DEFAULT_FRAMES = AvatarExportConfig.frames
 DEFAULT_SIZE = AvatarExportConfig.size
@@ -215,7 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     _check(args)
     if args.prompt is not None or args.photo is not None:
-        from avatars.generate import run_from_cli  # text or photo -> the diffusion model
+        from avatars.generate import (
+            run_from_cli,  # text or photo -> the diffusion model
+        )
 
         return run_from_cli(args, export_config(args))
     say = (lambda *_: None) if args.quiet else (lambda msg: print(msg, flush=True))

@@ -8,9 +8,9 @@ Nothing here imports torch at module level, so the CLI reads the defaults cheapl
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 
 @dataclass(frozen=True)

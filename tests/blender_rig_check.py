@@ -21,7 +21,7 @@ with warnings.catch_warnings():
     if not hasattr(numpy, "bool"):
         numpy.bool = bool
 
-import bpy  # noqa: E402
+import bpy
 
 
 def evaluated(obj) -> numpy.ndarray:

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from avatars.anny.rigged import Part, RiggedMesh
-from avatars.engine.attributes import Age, AvatarAttributes, FacialHair, Glasses, HairStyle, Hat
+from avatars.engine.attributes import (
+    Age,
+    AvatarAttributes,
+    FacialHair,
+    Glasses,
+    HairStyle,
+    Hat,
+)
 
 _GREYING = {Age.YOUNG: 0.0, Age.MIDDLE_AGED: 0.2, Age.OLD: 0.55}
 _GREY = np.array([0.69, 0.69, 0.70])

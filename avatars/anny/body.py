@@ -14,7 +14,13 @@ import numpy as np
 from avatars.anny.clip import clip_and_cap
 from avatars.anny.model import ANNY_TO_WORLD, AnnyModelConfig, load_anny
 from avatars.anny.rigged import Part, RiggedMesh, Skeleton
-from avatars.engine.attributes import Age, AvatarAttributes, EyeColour, FaceShape, Presentation, SkinTone
+from avatars.engine.attributes import (
+    Age,
+    AvatarAttributes,
+    FaceShape,
+    Presentation,
+    SkinTone,
+)
 
 REQUIRED_BONES = ("neck01", "neck02", "neck03", "head", "jaw", "eye.L", "eye.R")
 """Bones the export always keeps (what an animator or a face-tracking stream drives)."""
@@ -88,9 +94,9 @@ def anny_parameters(attributes: AvatarAttributes) -> AnnyParameters:
 @lru_cache(maxsize=1)
 def _static_tables(config: AnnyModelConfig) -> dict[str, np.ndarray]:
     """Per-vertex data that no attribute changes: segmentation, lip mask, weights, morphs."""
-    from PIL import Image
     from anny.face_segmentation import get_face_segmentation_mask
     from anny.paths import get_anny_root_dir
+    from PIL import Image
 
     model = load_anny(config)
     faces = model.faces.numpy().astype(np.int64)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Callable
 
 import numpy as np
 
@@ -66,11 +66,15 @@ def cache_folder() -> Path:
 
 def _cache_is_built(config: AnnyModelConfig) -> bool:
     """Whether Anny's cache already holds this configuration's compacted model data."""
-    from anny.models import RigConfig, TopologyConfig, build_compact_model_data  # noqa: F401
-    from anny.models import model_data
-
     import hashlib
     import json
+
+    from anny.models import (
+        RigConfig,
+        TopologyConfig,
+        build_compact_model_data,
+        model_data,
+    )
 
     meta = model_data._get_builder_metadata(
         build_compact_model_data.__wrapped__,

@@ -32,6 +32,14 @@ class RenderConfig:
     """Seeds the surface sampling (renders are deterministic)."""
 
 
+    def sample_count(self) -> int:
+        """Surface samples for this view: `points_per_pixel` at the default distance, more when closer."""
+        return int(self.points_per_pixel * self.size**2 * (_REFERENCE_DISTANCE / self.distance) ** 2)
+
+
+_REFERENCE_DISTANCE = 1.05
+
+
 @dataclass(frozen=True)
 class SurfaceSamples:
     """Points on a mesh with their colours and normals."""
@@ -109,5 +117,5 @@ def render_view(samples: SurfaceSamples, azimuth_degrees: float, config: RenderC
 def render_turntable_frames(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, frames: int,
                             config: RenderConfig) -> np.ndarray:
     """[T, H, W, 3] uint8: a full turn starting from the front."""
-    samples = sample_surface(vertices, faces, colors, int(config.points_per_pixel * config.size**2), config.seed)
+    samples = sample_surface(vertices, faces, colors, config.sample_count(), config.seed)
     return np.stack([render_view(samples, 360.0 * i / frames, config) for i in range(frames)])

@@ -3,15 +3,20 @@ turntable and (with an animation) the expression reel video."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from avatars.anny.expressions import reel_keys, reel_weights_at
 from avatars.anny.gltf import MorphAnimation, write_rigged_glb
-from avatars.anny.render import RenderConfig, render_turntable_frames, render_view, sample_surface
+from avatars.anny.render import (
+    RenderConfig,
+    render_turntable_frames,
+    render_view,
+    sample_surface,
+)
 from avatars.anny.rigged import RiggedMesh
 from avatars.export import AvatarExportConfig
 
@@ -61,9 +66,9 @@ def export_rigged(folder, avatar: RiggedMesh, config: AvatarExportConfig, rigged
     frames = render_turntable_frames(posed, avatar.faces, avatar.colors, config.frames, render)
     from PIL import Image
 
-    preview = render_view(sample_surface(posed, avatar.faces, avatar.colors,
-                                         int(render.points_per_pixel * 256**2), render.seed), 20.0,
-                          RenderConfig(size=256))
+    preview_config = RenderConfig(size=256)
+    preview = render_view(sample_surface(posed, avatar.faces, avatar.colors, preview_config.sample_count(),
+                                         render.seed), 20.0, preview_config)
     from dream3d.atomic import write_with
 
     write_with(folder.preview, lambda p: Image.fromarray(preview).save(p, format="PNG"))
@@ -74,9 +79,8 @@ def export_rigged(folder, avatar: RiggedMesh, config: AvatarExportConfig, rigged
         for k in range(n):
             w = reel_weights_at(k / rigged.reel_fps, animation.times, animation.weights)
             v = avatar.morphed(dict(zip(avatar.morph_names, w.tolist())))
-            reel.append(render_view(sample_surface(v, avatar.faces, avatar.colors,
-                                                   int(render.points_per_pixel * config.size**2), render.seed),
-                                    0.0, render))
+            reel.append(render_view(sample_surface(v, avatar.faces, avatar.colors, render.sample_count(),
+                                                   render.seed), 0.0, render))
         files.append(write_mp4(np.stack(reel), folder.root / "expressions.mp4", fps=rigged.reel_fps))
     timings["video_s"] = time.perf_counter() - t
     say(f"renders in {timings['video_s']:.1f}s -> {folder.root}")
