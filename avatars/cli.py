@@ -1,15 +1,19 @@
 """`dream3d avatar`: an engine avatar -> a dream3d run folder (meshes, turntable, preview, JSON).
 
-    dream3d avatar --random --seed 3 --out DIR            # the engine's ground truth
-    dream3d avatar --random --seed 3 --out DIR --fitted   # its fitted tri-plane
+    dream3d avatar --random --seed 3 --out DIR            # a rigged Anny bust (needs the avatar extra)
     dream3d avatar --attributes "an old man with short gray hair wearing glasses" --seed 3
+    dream3d avatar --random --expression smile --animate  # + an expression, the expression reel
+    dream3d avatar --random --blendshapes jawOpen=0.6,mouthSmileLeft=0.4
+    dream3d avatar --random --seed 3 --engine sdf         # the SDF engine's bust (what the diffusion learned)
+    dream3d avatar --random --seed 3 --out DIR --fitted   # its fitted tri-plane
     dream3d avatar "an old man with short gray hair wearing glasses" --model DIR --out DIR   # diffusion
     dream3d avatar "a young woman with long red hair" --edit "wearing a cap" --model DIR        # + OUT/edited
     dream3d avatar --photo portrait.png --model DIR --out DIR
 
-The run folder gets model.glb (textured), model.obj + model.mtl + PNG texture, model.ply,
-preview.png, turntable.mp4, turntable.gif, config.yaml and avatar.json (attributes, prompt,
-timings). A text prompt or a photo goes through the trained tri-plane diffusion model
+The run folder gets model.glb, model.obj, model.ply, preview.png, turntable.mp4, turntable.gif,
+config.yaml and avatar.json (attributes, prompt, timings). Anny avatars' model.glb is rigged
+(skeleton, skin weights, the 52 ARKit blendshapes as morph targets; avatars/anny/); SDF and
+tri-plane avatars' is textured (with model.mtl + PNG beside the OBJ). A text prompt or a photo goes through the trained tri-plane diffusion model
 (avatars/generate.py; weights from scripts/train_avatar_diffusion.py, default
 assets/avatar-diffusion or $DREAM3D_AVATAR_MODEL_DIR).
 """
@@ -18,17 +22,19 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import NoReturn
 
+from avatars.export import AvatarExportConfig
 from dream3d.errors import UsageError
 
-DEFAULT_FRAMES = 48
-DEFAULT_SIZE = 128
-DEFAULT_SAMPLES = 96
-DEFAULT_MESH_RESOLUTION = 128
-DEFAULT_TEXTURE_SIZE = 512
+DEFAULT_FRAMES = AvatarExportConfig.frames
+DEFAULT_SIZE = AvatarExportConfig.size
+DEFAULT_SAMPLES = AvatarExportConfig.samples
+DEFAULT_MESH_RESOLUTION = AvatarExportConfig.mesh_resolution
+DEFAULT_TEXTURE_SIZE = AvatarExportConfig.texture_size
 DEFAULT_FIT_STEPS = 500
 DEFAULT_DIFFUSION_STEPS = 50
 DEFAULT_GUIDANCE = 3.0
@@ -72,6 +78,16 @@ def build_parser() -> _Parser:
                         "the ones not named are random (by --seed)")
     p.add_argument("--seed", type=int, default=0, help="seeds the random attributes (and the fit) (default 0)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default outputs/avatar-seed<N>-<timestamp>)")
+    p.add_argument("--engine", choices=("anny", "sdf"), default=None,
+                   help="--random/--attributes: the rigged Anny body model (default) or the SDF engine "
+                        "(the bust the diffusion model learned; --fitted implies it)")
+    p.add_argument("--expression", default=None, metavar="NAME",
+                   help="Anny avatars: smile, surprise, angry, sad, wink or neutral")
+    p.add_argument("--blendshapes", default=None, metavar="NAME=W,...",
+                   help="Anny avatars: ARKit blendshape weights in 0..1, e.g. jawOpen=0.6,mouthSmileLeft=0.4 "
+                        "(added to --expression)")
+    p.add_argument("--animate", action="store_true",
+                   help="Anny avatars: add the expression reel (expressions.mp4, and the animation in model.glb)")
     p.add_argument("--fitted", action="store_true",
                    help="export the fitted tri-plane field instead of the engine's ground truth")
     p.add_argument("--decoder", type=Path, default=None,
@@ -94,8 +110,8 @@ def _check_diffusion(args: argparse.Namespace) -> None:
         raise UsageError("give a text prompt or --photo, not both")
     if args.prompt is not None and not args.prompt.strip():
         raise UsageError("the prompt is empty: describe the avatar, e.g. \"a young woman with red hair\"")
-    if args.random or args.attributes is not None or args.fitted or args.decoder is not None:
-        raise UsageError("--random, --attributes, --fitted and --decoder make engine avatars; "
+    if args.random or args.attributes is not None or args.fitted or args.decoder is not None or args.engine:
+        raise UsageError("--random, --attributes, --engine, --fitted and --decoder make engine avatars; "
                          "leave them out with a text prompt or --photo")
     if args.edit is not None and args.prompt is None:
         raise UsageError("--edit needs a text prompt (it changes the prompt, keeping the noise)")
@@ -129,39 +145,69 @@ def _check(args: argparse.Namespace) -> None:
     for flag, (value, low) in minimum.items():
         if value < low:
             raise UsageError(f"{flag} must be at least {low}, got {value}")
+    rigged = args.expression is not None or args.blendshapes is not None or args.animate
+    if rigged and (diffusion or engine_of(args) != "anny"):
+        raise UsageError("--expression, --blendshapes and --animate need an Anny avatar (--random or --attributes, "
+                         "without --fitted or --engine sdf)")
+    if args.fitted and args.engine == "anny":
+        raise UsageError("--fitted fits a tri-plane to the SDF engine; use it with --engine sdf (or no --engine)")
+    if args.expression is not None:
+        from avatars.anny.expressions import Expression
+
+        names = [e.value for e in Expression]
+        if args.expression not in names:
+            raise UsageError(f"--expression: unknown expression {args.expression!r}; choose one of {', '.join(names)}")
+    if args.blendshapes is not None:
+        from avatars.anny.expressions import parse_blendshapes
+
+        parse_blendshapes(args.blendshapes)
     if args.decoder is not None and not args.fitted:
         raise UsageError("--decoder only applies with --fitted")
     if args.decoder is not None and not args.decoder.exists():
         raise UsageError(f"decoder {args.decoder} not found: pass a dataset folder or its decoder.safetensors")
 
 
-def export_avatar(folder, field, prompt: str, args: argparse.Namespace, say) -> tuple[list[Path], dict[str, float]]:
-    """An avatar field -> config.yaml, meshes (GLB, OBJ, PLY), preview and turntable in the run
-    folder (a dream3d RunFolder), sized by the CLI flags. Returns (files, {"mesh_s", "video_s"})."""
-    from avatars.evaluation import occupancy_grid
-    from dream3d.atomic import write_text_atomic
-    from dream3d.config import ExportConfig, RunConfig, VideoConfig, config_to_yaml
-    from dream3d.mesh import MeshConfig
-    from dream3d.outputs import export_meshes, write_video
+def engine_of(args: argparse.Namespace) -> str:
+    """The engine of a --random/--attributes avatar: --engine, else sdf with --fitted, else anny."""
+    return args.engine or ("sdf" if args.fitted else "anny")
 
-    config = RunConfig(
-        prompt=prompt,
-        seed=args.seed,
-        device="cpu",
-        export=ExportConfig(mesh=MeshConfig(resolution=args.mesh_resolution), texture_size=args.texture_size),
-        video=replace(VideoConfig(), num_frames=args.frames, image_size=args.size, num_samples=args.samples),
-    )
-    write_text_atomic(folder.config, config_to_yaml(config))
+
+def export_config(args: argparse.Namespace) -> AvatarExportConfig:
+    """The run folder's export settings from the flags."""
+    return AvatarExportConfig(seed=args.seed, frames=args.frames, size=args.size, samples=args.samples,
+                              mesh_resolution=args.mesh_resolution, texture_size=args.texture_size)
+
+
+def _expression(args: argparse.Namespace) -> dict[str, float]:
+    """--expression preset plus --blendshapes (which win where both name a blendshape)."""
+    from avatars.anny.expressions import Expression, parse_blendshapes
+
+    weights = Expression(args.expression).weights if args.expression is not None else {}
+    if args.blendshapes is not None:
+        weights |= parse_blendshapes(args.blendshapes)
+    return weights
+
+
+def _anny_avatar(args: argparse.Namespace, attributes, folder, say) -> tuple[list[Path], dict[str, float], dict]:
+    """Build the rigged Anny avatar and write its run folder. Returns (files, timings, extra JSON)."""
+    from avatars.anny.avatar import build_avatar
+    from avatars.anny.model import load_anny
+    from avatars.anny.runfolder import RiggedExport, export_rigged
+
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    files = export_meshes(folder, field, config.export)
-    timings["mesh_s"] = time.perf_counter() - t
-    say(f"meshes in {timings['mesh_s']:.1f}s")
+    load_anny(say=say)
+    timings["model_load_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    files += write_video(folder, field, config.video, config.render, occupancy_grid(field))
-    timings["video_s"] = time.perf_counter() - t
-    say(f"video in {timings['video_s']:.1f}s -> {folder.root}")
-    return files, timings
+    avatar = build_avatar(attributes)
+    timings["build_s"] = time.perf_counter() - t
+    say(f"Anny bust: {len(avatar.vertices)} vertices, {len(avatar.faces)} triangles in {timings['build_s']:.1f}s")
+    expression = _expression(args)
+    files, export_timings = export_rigged(folder, avatar, export_config(args),
+                                          RiggedExport(expression=expression, animate=args.animate), say)
+    return files, timings | export_timings, {
+        "expression": args.expression, "blendshapes": expression, "animate": args.animate,
+        "bones": len(avatar.skeleton.names), "morph_targets": len(avatar.morph_names)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,15 +215,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     _check(args)
     if args.prompt is not None or args.photo is not None:
-        from avatars.generate import run_from_cli  # text or photo -> the diffusion model
+        from avatars.generate import (
+            run_from_cli,  # text or photo -> the diffusion model
+        )
 
-        return run_from_cli(args)
+        return run_from_cli(args, export_config(args))
     say = (lambda *_: None) if args.quiet else (lambda msg: print(msg, flush=True))
 
     # Imported here so `dream3d avatar --help` and bad input answer fast.
     import torch
 
     from avatars.engine import AvatarField, AvatarSDF, sample_attributes
+    from avatars.export import export_field
     from avatars.prompts import describe, parse_prompt
     from avatars.triplane import (
         DECODER_FIT,
@@ -201,6 +250,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = prepare_run_folder(args.out if args.out is not None else default_run_dir(f"avatar-seed{args.seed}"))
     prompt = describe(attributes, args.seed)
     say(f"avatar: {prompt}")
+    if engine_of(args) == "anny":
+        files, timings, extra = _anny_avatar(args, attributes, folder, say)
+        timings["total_s"] = time.perf_counter() - t_start
+        info_path = folder.root / "avatar.json"
+        write_json(info_path, {
+            "source": "anny", "seed": args.seed, "attributes": attributes_to_json(attributes), "prompt": prompt,
+            "requested": args.attributes,
+            "requested_attributes": {k: v.value for k, v in given.specified().items()} if given is not None else None,
+            **extra, "timings_s": {k: round(v, 2) for k, v in timings.items()},
+        })
+        if not args.quiet:
+            for path in [*files, info_path, folder.config]:
+                print(path)
+        print(f"done: {folder.root} ({timings['total_s']:.1f}s)")
+        return 0
     avatar = AvatarSDF(attributes)
     timings: dict[str, float] = {}
 
@@ -232,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     field.eval()
 
     # 2. Meshes and the turntable, through dream3d's own exporters.
-    files, export_timings = export_avatar(folder, field, prompt, args, say)
+    files, export_timings = export_field(folder, field, prompt, export_config(args), say)
     timings |= export_timings
 
     # 3. What this avatar is.

@@ -33,6 +33,7 @@ from avatars.diffusion import (
     is_model_folder,
     load_model,
 )
+from avatars.export import AvatarExportConfig
 from avatars.triplane import AvatarTriplaneConfig, avatar_field
 from dream3d.errors import Dream3DError, UsageError
 from dream3d.fields.triplane import TriplaneDecoder
@@ -151,19 +152,19 @@ def generate(model: AvatarDiffusion, cond: AvatarCondition, sampling: SamplingCo
 
 
 def _export(folder_path: Path, planes: Tensor, decoder: TriplaneDecoder, triplane: AvatarTriplaneConfig,
-            prompt: str, args: argparse.Namespace, say) -> tuple[list[Path], dict[str, float], object]:
+            prompt: str, export: AvatarExportConfig, say) -> tuple[list[Path], dict[str, float], object]:
     """planes [3, C, R, R] -> a run folder's meshes, preview and turntable. Returns (files, timings, folder)."""
-    from avatars.cli import export_avatar
+    from avatars.export import export_field
     from dream3d.runfolder import prepare_run_folder
 
     folder = prepare_run_folder(folder_path)
-    files, timings = export_avatar(folder, avatar_field(planes, decoder, triplane).eval(), prompt, args, say)
+    files, timings = export_field(folder, avatar_field(planes, decoder, triplane).eval(), prompt, export, say)
     return files, timings, folder
 
 
-def run_from_cli(args: argparse.Namespace) -> int:
+def run_from_cli(args: argparse.Namespace, export: AvatarExportConfig) -> int:
     """`dream3d avatar "prompt"` / `--photo FILE`, with optional `--edit TEXT` (args from
-    avatars/cli.py's parser, already checked there)."""
+    avatars/cli.py's parser, already checked there; `export` sizes the run folder)."""
     from avatars.prompts import parse_prompt
     from avatars.triplane import write_json
     from dream3d.runfolder import default_run_dir, ensure_writable_folder, slugify
@@ -204,7 +205,7 @@ def run_from_cli(args: argparse.Namespace) -> int:
         timings = {"diffusion_s": result.timings["diffusion"], "upsampling_s": result.timings["upsampling"]}
         say(f"planes {tuple(result.planes.shape[1:])}: diffusion {timings['diffusion_s']:.1f}s "
             f"({sampling.steps} DDIM steps), upsampling {timings['upsampling_s']:.2f}s")
-        files, export_timings, folder = _export(folder_path, result.planes[0], decoder, triplane, text, args, say)
+        files, export_timings, folder = _export(folder_path, result.planes[0], decoder, triplane, text, export, say)
         timings |= export_timings
         timings["total_s"] = time.perf_counter() - t
         info_path = folder.root / "avatar.json"

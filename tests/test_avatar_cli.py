@@ -36,7 +36,7 @@ def assert_run_folder(root: Path) -> dict:
 
 def test_random_ground_truth_writes_every_file(tmp_path, capsys):
     torch.set_num_threads(1)
-    code, out, err = run(["--random", "--seed", "3", "--out", str(tmp_path / "gt"), *TINY], capsys)
+    code, out, err = run(["--random", "--seed", "3", "--engine", "sdf", "--out", str(tmp_path / "gt"), *TINY], capsys)
     assert code == 0, err
     info = assert_run_folder(tmp_path / "gt")
     assert info["source"] == "engine ground truth" and info["seed"] == 3
@@ -60,7 +60,8 @@ def test_attributes_and_fitted(tmp_path, capsys):
 
 
 def test_unknown_attribute_words_are_fine(tmp_path, capsys):
-    code, out, _ = run(["--attributes", "a wizard with a purple cloak", "--out", str(tmp_path / "w"), *TINY], capsys)
+    argv = ["--attributes", "a wizard with a purple cloak", "--engine", "sdf", "--out", str(tmp_path / "w"), *TINY]
+    code, out, _ = run(argv, capsys)
     assert code == 0
     assert "no attribute words recognised" not in out or "every attribute is random" in out
 
@@ -74,6 +75,11 @@ def test_unknown_attribute_words_are_fine(tmp_path, capsys):
     (["--random", "--seed", "x"], "invalid int"),
     (["--random", "--decoder", "/nonexistent/decoder.safetensors", "--fitted"], "not found"),
     (["--attributes", "  "], "empty"),
+    (["--random", "--blendshapes", "jawOpn=0.6"], "unknown blendshape 'jawOpn'"),
+    (["--random", "--blendshapes", "jawOpen=2"], "outside 0..1"),
+    (["--random", "--expression", "grin"], "unknown expression 'grin'"),
+    (["--random", "--engine", "sdf", "--animate"], "need an Anny avatar"),
+    (["--random", "--engine", "anny", "--fitted"], "--fitted"),
 ])
 def test_bad_input_is_one_line(argv, words, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("DREAM3D_AVATAR_MODEL_DIR", str(tmp_path / "no-weights"))  # missing weights are bad input too
@@ -88,7 +94,7 @@ def test_bad_input_is_one_line(argv, words, capsys, monkeypatch, tmp_path):
 def test_unwritable_out_is_one_line(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    code, _, err = run(["--random", "--out", str(blocker / "sub"), *TINY], capsys)
+    code, _, err = run(["--random", "--engine", "sdf", "--out", str(blocker / "sub"), *TINY], capsys)
     assert code != 0
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "cannot write to output folder" in lines[0]
@@ -102,7 +108,7 @@ def test_avatar_glb_imports_upright_in_blender(tmp_path, capsys):
 
     if shutil.which("blender") is None:
         pytest.skip("blender is not installed")
-    code, _, err = run(["--random", "--seed", "3", "--out", str(tmp_path / "b"), *TINY], capsys)
+    code, _, err = run(["--random", "--seed", "3", "--engine", "sdf", "--out", str(tmp_path / "b"), *TINY], capsys)
     assert code == 0, err
     glb, report = tmp_path / "b" / "model.glb", tmp_path / "report.json"
     cmd = ["blender", "-b", "--factory-startup", "--python", str(CHECK_SCRIPT), "--", str(glb), str(report)]

@@ -1,0 +1,155 @@
+"""A rigged avatar -> binary glTF (GLB) that Blender, Unity, Unreal and three.js open animated.
+
+The file holds the skeleton (joint nodes with inverse bind matrices), 8 skin weights per vertex
+(JOINTS_0/WEIGHTS_0 + JOINTS_1/WEIGHTS_1), linear vertex colours on a non-metallic PBR material,
+and the ARKit blendshapes as morph targets named in `mesh.extras.targetNames` (Blender reads
+them as shape key names; face-tracking streams drive them by name). Optional: default morph
+weights (the expression the file opens with) and one animation of the morph weights.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avatars.anny.accessories import vertex_normals
+from avatars.anny.rigged import RiggedMesh
+from dream3d.atomic import write_bytes_atomic
+from dream3d.export import srgb_to_linear
+
+_FLOAT, _UINT, _USHORT = 5126, 5125, 5123
+_ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
+
+
+@dataclass(frozen=True)
+class MorphAnimation:
+    """Keyframed morph weights: LINEAR interpolation between keys."""
+
+    times: np.ndarray
+    """[K] float32 seconds, increasing."""
+    weights: np.ndarray
+    """[K, M] float32 weight of each morph target at each key."""
+    name: str = "expressions"
+
+
+def _orthonormal(world: np.ndarray) -> np.ndarray:
+    """[J, 4, 4] rigid transforms with their rotations projected onto SO(3) (removes round-off)."""
+    u, _, vt = np.linalg.svd(world[:, :3, :3])
+    out = world.copy()
+    out[:, :3, :3] = u @ vt
+    return out
+
+
+def _quaternion(r: np.ndarray) -> np.ndarray:
+    """[3, 3] rotation -> unit quaternion (x, y, z, w)."""
+    import roma
+    import torch
+
+    q = roma.rotmat_to_unitquat(torch.as_tensor(r, dtype=torch.float64)[None])[0].numpy()
+    return q / np.linalg.norm(q)
+
+
+class _Buffer:
+    """Accumulates the BIN chunk and its bufferViews/accessors (pygltflib objects)."""
+
+    def __init__(self, gltf):
+        self.gltf, self.data = gltf, bytearray()
+
+    def add(self, array: np.ndarray, kind: str, component: int, target: int | None = None,
+            minmax: bool = False, normalized: bool = False) -> int:
+        import pygltflib as g
+
+        self.data += b"\0" * (-len(self.data) % 4)
+        raw = np.ascontiguousarray(array).tobytes()
+        self.gltf.bufferViews.append(g.BufferView(buffer=0, byteOffset=len(self.data), byteLength=len(raw), target=target))
+        self.data += raw
+        acc = g.Accessor(bufferView=len(self.gltf.bufferViews) - 1, componentType=component, count=len(array),
+                         type=kind, normalized=normalized or None)
+        if minmax:
+            flat = array.reshape(len(array), -1)
+            acc.min, acc.max = flat.min(0).tolist(), flat.max(0).tolist()
+        self.gltf.accessors.append(acc)
+        return len(self.gltf.accessors) - 1
+
+
+def rigged_glb_bytes(mesh: RiggedMesh, default_weights: dict[str, float] | None = None,
+                     animation: MorphAnimation | None = None) -> bytes:
+    """The GLB of a rigged mesh (see the module docstring)."""
+    import pygltflib as g
+
+    gltf = g.GLTF2(asset=g.Asset(generator="dream3d avatars (Anny)", version="2.0"))
+    buf = _Buffer(gltf)
+    sk = mesh.skeleton
+    world = _orthonormal(sk.world)
+    # Joint nodes: local transform relative to the parent joint.
+    for j, name in enumerate(sk.names):
+        parent = sk.parents[j]
+        local = world[j] if parent < 0 else np.linalg.inv(world[parent]) @ world[j]
+        gltf.nodes.append(g.Node(name=name, translation=local[:3, 3].tolist(),
+                                 rotation=_quaternion(local[:3, :3]).tolist(), children=[]))
+    for j, parent in enumerate(sk.parents):
+        if parent >= 0:
+            gltf.nodes[parent].children.append(j)
+    for node in gltf.nodes:
+        node.children = node.children or None
+    # Inverse bind matrices from the transforms the nodes compose to (column-major).
+    composed = np.empty_like(world)
+    for j, parent in enumerate(sk.parents):
+        local = world[j] if parent < 0 else np.linalg.inv(world[parent]) @ world[j]
+        composed[j] = local if parent < 0 else composed[parent] @ local
+    ibm = np.linalg.inv(composed).transpose(0, 2, 1).astype(np.float32)
+    ibm[:, :3, 3] = 0.0
+    ibm[:, 3, 3] = 1.0
+    ibm_acc = buf.add(ibm.reshape(-1, 16), "MAT4", _FLOAT)
+
+    v = mesh.vertices.astype(np.float32)
+    normals = vertex_normals(v.astype(np.float64), mesh.faces)
+    bad = np.linalg.norm(normals, axis=1) < 0.5
+    normals[bad] = (0.0, 1.0, 0.0)
+    joints, weights = mesh.top_influences(8)
+    attrs = {
+        "POSITION": buf.add(v, "VEC3", _FLOAT, _ARRAY_BUFFER, minmax=True),
+        "NORMAL": buf.add(normals.astype(np.float32), "VEC3", _FLOAT, _ARRAY_BUFFER),
+        "COLOR_0": buf.add(srgb_to_linear(mesh.colors).astype(np.float32), "VEC3", _FLOAT, _ARRAY_BUFFER),
+        "JOINTS_0": buf.add(joints[:, :4].astype(np.uint16), "VEC4", _USHORT, _ARRAY_BUFFER),
+        "WEIGHTS_0": buf.add(weights[:, :4], "VEC4", _FLOAT, _ARRAY_BUFFER),
+        "JOINTS_1": buf.add(joints[:, 4:].astype(np.uint16), "VEC4", _USHORT, _ARRAY_BUFFER),
+        "WEIGHTS_1": buf.add(weights[:, 4:], "VEC4", _FLOAT, _ARRAY_BUFFER),
+    }
+    indices = buf.add(mesh.faces.astype(np.uint32).reshape(-1), "SCALAR", _UINT, _ELEMENT_ARRAY_BUFFER, minmax=True)
+    targets = [{"POSITION": buf.add(d.astype(np.float32), "VEC3", _FLOAT, _ARRAY_BUFFER, minmax=True)}
+               for d in mesh.morphs]
+    gltf.materials.append(g.Material(
+        name="avatar", pbrMetallicRoughness=g.PbrMetallicRoughness(baseColorFactor=[1, 1, 1, 1], metallicFactor=0.0,
+                                                                   roughnessFactor=0.8)))
+    start = [0.0] * len(mesh.morph_names)
+    for name, w in (default_weights or {}).items():
+        start[mesh.morph_names.index(name)] = float(w)
+    gltf.meshes.append(g.Mesh(
+        name="avatar", weights=start, extras={"targetNames": list(mesh.morph_names)},
+        primitives=[g.Primitive(attributes=g.Attributes(**attrs), indices=indices, material=0, targets=targets)]))
+    gltf.skins.append(g.Skin(name="armature", joints=list(range(len(sk.names))), inverseBindMatrices=ibm_acc,
+                             skeleton=sk.parents.index(-1)))
+    mesh_node = len(gltf.nodes)
+    gltf.nodes.append(g.Node(name="avatar", mesh=0, skin=0))
+    roots = [j for j, p in enumerate(sk.parents) if p < 0]
+    gltf.scenes.append(g.Scene(name="avatar", nodes=[*roots, mesh_node]))
+    gltf.scene = 0
+    if animation is not None:
+        t = buf.add(animation.times.astype(np.float32), "SCALAR", _FLOAT, minmax=True)
+        w = buf.add(animation.weights.astype(np.float32).reshape(-1), "SCALAR", _FLOAT)
+        gltf.animations.append(g.Animation(
+            name=animation.name, samplers=[g.AnimationSampler(input=t, output=w, interpolation="LINEAR")],
+            channels=[g.AnimationChannel(sampler=0, target=g.AnimationChannelTarget(node=mesh_node, path="weights"))]))
+    gltf.buffers.append(g.Buffer(byteLength=len(buf.data)))
+    gltf.set_binary_blob(bytes(buf.data))
+    return b"".join(gltf.save_to_bytes())
+
+
+def write_rigged_glb(mesh: RiggedMesh, path: str | os.PathLike, default_weights: dict[str, float] | None = None,
+                     animation: MorphAnimation | None = None) -> Path:
+    """Write `rigged_glb_bytes` atomically to `path`."""
+    write_bytes_atomic(path, rigged_glb_bytes(mesh, default_weights, animation))
+    return Path(path)

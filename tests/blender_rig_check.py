@@ -1,0 +1,80 @@
+"""Run inside Blender: import a rigged avatar GLB and report its armature, shape keys and what jawOpen moves.
+
+    blender -b --factory-startup --python tests/blender_rig_check.py -- <file.glb> <json-out>
+
+The report (Blender frame, +Z up, front -Y): bone names, shape key names, and for the mesh
+evaluated with every shape key at 0 and then jawOpen at 1, how far vertices moved and where.
+tests/test_anny_export.py asserts.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+import warnings
+
+import numpy
+
+# Blender 3.4's glTF importer uses numpy.bool, which numpy >= 1.24 < 2 removed.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    if not hasattr(numpy, "bool"):
+        numpy.bool = bool
+
+import bpy
+
+
+def evaluated(obj) -> numpy.ndarray:
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    mesh = obj.evaluated_get(depsgraph).to_mesh()
+    out = numpy.array([tuple(obj.matrix_world @ v.co) for v in mesh.vertices])
+    obj.evaluated_get(depsgraph).to_mesh_clear()
+    return out
+
+
+def main(path: str, out: str) -> None:
+    report: dict = {"ok": False}
+    try:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        bpy.ops.import_scene.gltf(filepath=path)
+        arm = [o for o in bpy.data.objects if o.type == "ARMATURE"]
+        meshes = [o for o in bpy.data.objects if o.type == "MESH"]
+        report["armatures"] = len(arm)
+        report["bones"] = [b.name for b in arm[0].data.bones] if arm else []
+        (obj,) = meshes
+        keys = obj.data.shape_keys.key_blocks if obj.data.shape_keys else []
+        report["shape_keys"] = [k.name for k in keys]
+        report["skinned"] = any(m.type == "ARMATURE" for m in obj.modifiers)
+        report["vertex_groups"] = len(obj.vertex_groups)
+        bpy.context.scene.frame_set(0)
+        if obj.data.shape_keys and obj.data.shape_keys.animation_data:
+            obj.data.shape_keys.animation_data.action = None  # judge the shape key alone
+        for k in keys[1:]:
+            k.value = 0.0
+        rest = evaluated(obj)
+        keys["jawOpen"].value = 1.0
+        opened = evaluated(obj)
+        moved = numpy.linalg.norm(opened - rest, axis=1)
+        report["jaw_max_move"] = float(moved.max())
+        report["jaw_moved_count"] = int((moved > 0.002).sum())
+        report["jaw_moved_z_range"] = [float(rest[moved > 0.002, 2].min()), float(rest[moved > 0.002, 2].max())]
+        report["mesh_z_range"] = [float(rest[:, 2].min()), float(rest[:, 2].max())]
+        # Posing the jaw bone moves the chin too (the skin is bound to the skeleton).
+        keys["jawOpen"].value = 0.0
+        if arm and "jaw" in arm[0].pose.bones:
+            arm[0].pose.bones["jaw"].rotation_mode = "XYZ"
+            arm[0].pose.bones["jaw"].rotation_euler[0] = 0.3
+            bpy.context.view_layer.update()
+            posed = evaluated(obj)
+            report["jaw_bone_max_move"] = float(numpy.linalg.norm(posed - rest, axis=1).max())
+        report["animations"] = [a.name for a in bpy.data.actions]
+        report["ok"] = True
+    except Exception:  # noqa: BLE001 - reported to the test
+        report["error"] = traceback.format_exc()
+    with open(out, "w") as f:
+        json.dump(report, f)
+
+
+if __name__ == "__main__":
+    argv = sys.argv[sys.argv.index("--") + 1:]
+    main(argv[0], argv[1])

@@ -1,0 +1,178 @@
+"""Avatars on the Anny body model: the bust, what each attribute changes, the rigged GLB
+(validator, Blender) and `dream3d avatar` with expressions. Skips where Anny is not installed
+(.ci/run installs it and builds its cache)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("anny")
+pytest.importorskip("pygltflib")
+
+from avatars.anny.avatar import build_avatar
+from avatars.anny.body import BustConfig, build_bust
+from avatars.anny.expressions import ARKIT_NAMES, Expression
+from avatars.anny.gltf import write_rigged_glb
+from avatars.anny.render import RenderConfig, project, render_view, sample_surface
+from avatars.anny.rigged import Part
+from avatars.engine.attributes import (
+    Age,
+    AvatarAttributes,
+    ClothingColour,
+    EyeColour,
+    FaceShape,
+    FacialHair,
+    Glasses,
+    GlassesColour,
+    HairColour,
+    HairStyle,
+    Hat,
+    Presentation,
+    SkinTone,
+)
+
+BASE = AvatarAttributes(hair_style=HairStyle.SHORT, glasses=Glasses.NONE, hat=Hat.NONE, facial_hair=FacialHair.NONE)
+RENDER = RenderConfig(size=128, points_per_pixel=3.0)
+
+
+@pytest.fixture(scope="module")
+def base():
+    return build_avatar(BASE)
+
+
+def front(avatar) -> np.ndarray:
+    return render_view(sample_surface(avatar.vertices, avatar.faces, avatar.colors, 3 * 128 * 128, 0), 0.0, RENDER)
+
+
+def test_bust_is_closed_cut_clean_and_rigged(base):
+    import trimesh
+
+    bust = build_bust(BASE)
+    assert trimesh.Trimesh(bust.vertices, bust.faces, process=False).is_watertight  # the cut is capped
+    # No arm stubs: the skin stops at the side cuts; the base is flat at y = 0.
+    half = BustConfig().shoulder_half_width
+    assert np.abs(bust.vertices[:, 0]).max() <= half + 1e-5 and bust.vertices[:, 1].min() > -1e-5
+    assert 0.35 < bust.vertices[:, 1].max() < 0.5  # chest to crown, metres
+    for bone in ("neck01", "head", "jaw", "eye.L", "eye.R"):
+        assert bone in base.skeleton.names
+    assert base.morph_names == ARKIT_NAMES and base.morphs.shape == (52, len(base.vertices), 3)
+    joints, weights = base.top_influences(8)
+    assert joints.shape[1] == 8 and np.allclose(weights.sum(1), 1.0, atol=1e-5)
+    # The face looks forward (+Z): the eyes are in front of the neck.
+    sk = base.skeleton
+    assert sk.world[sk.index("eye.L"), 2, 3] > sk.world[sk.index("neck01"), 2, 3] + 0.05
+    assert sk.world[sk.index("eye.L"), 0, 3] > 0 > sk.world[sk.index("eye.R"), 0, 3]  # Anny's left is +X
+
+
+def test_jaw_open_moves_the_chin_and_the_beard_follows():
+    avatar = build_avatar(BASE.replace(facial_hair=FacialHair.BEARD))
+    d = avatar.morphs[ARKIT_NAMES.index("jawOpen")]
+    moved = np.linalg.norm(d, axis=1) > 0.003
+    eye_y = avatar.skeleton.world[avatar.skeleton.index("eye.L"), 1, 3]
+    assert moved.sum() > 100 and avatar.vertices[moved, 1].max() < eye_y  # below the eyes only
+    assert d[moved, 1].mean() < 0  # down
+    beard = avatar.parts == Part.FACIAL_HAIR
+    assert beard.any() and (np.linalg.norm(d[beard], axis=1) > 0.003).mean() > 0.3
+
+
+# attribute, variant, region of the front view that must change ("head": above the eyes,
+# "eyes": the eye band, "face": eyes to chin, "torso": below the chin, "any": anywhere).
+VARIANTS = [
+    ("age", Age.OLD, "any"), ("presentation", Presentation.WOMAN, "any"), ("face_shape", FaceShape.ROUND, "face"),
+    ("skin_tone", SkinTone.DARK, "face"), ("hair_style", HairStyle.LONG, "any"), ("hair_style", HairStyle.BALD, "head"),
+    ("hair_colour", HairColour.RED, "head"), ("eye_colour", EyeColour.BLUE, "eyes"), ("glasses", Glasses.ROUND, "eyes"),
+    ("facial_hair", FacialHair.BEARD, "face"), ("hat", Hat.CAP, "head"), ("hat", Hat.BEANIE, "head"),
+    ("clothing_colour", ClothingColour.RED, "torso"),
+]
+
+
+@pytest.mark.parametrize("name, value, region", VARIANTS, ids=[f"{n}-{v.value}" for n, v, _ in VARIANTS])
+def test_each_attribute_changes_the_render_where_it_should(base, name, value, region):
+    assert getattr(BASE, name) != value
+    before, after = front(base), front(build_avatar(BASE.replace(**{name: value})))
+    changed = np.abs(before.astype(int) - after.astype(int)).sum(-1) > 40
+    sk = base.skeleton
+    eye_y = sk.world[sk.index("eye.L"), 1, 3]
+    chin_y = base.vertices[base.parts == Part.LIPS, 1].min() - 0.04
+    rows = {k: project(np.array([[0.0, y, 0.1]]), 0.0, RENDER)[0, 1] for k, y in
+            (("eye_hi", eye_y + 0.035), ("eye_lo", eye_y - 0.035), ("chin", chin_y))}
+    r = np.arange(RENDER.size)[:, None] * np.ones((1, RENDER.size))
+    masks = {"head": r < rows["eye_lo"], "eyes": (r > rows["eye_hi"] - 2) & (r < rows["eye_lo"] + 2),
+             "face": (r > rows["eye_hi"]) & (r < rows["chin"]), "torso": r > rows["chin"] - 3,
+             "any": np.ones_like(r, bool)}
+    inside = (changed & masks[region]).sum()
+    assert inside >= (5 if name == "eye_colour" else 30), (name, value, inside, changed.sum())  # irises are small
+    assert inside >= 0.5 * changed.sum(), (name, value, inside, changed.sum())
+
+
+def test_glasses_colour_paints_the_frames():
+    a = build_avatar(BASE.replace(glasses=Glasses.SQUARE, glasses_colour=GlassesColour.RED))
+    frames = a.colors[a.parts == Part.GLASSES]
+    assert len(frames) and np.allclose(frames, np.array(GlassesColour.RED.srgb) / 255.0, atol=1e-3)
+
+
+VALIDATOR = Path(__file__).parent / ".node" / "node_modules" / "gltf-validator"
+
+
+def test_rigged_glb_passes_the_khronos_validator(base, tmp_path):
+    from tests.test_gltf_validator import _validate
+
+    path = write_rigged_glb(base, tmp_path / "avatar.glb", Expression.SMILE.weights)
+    issues = _validate(path, tmp_path)
+    assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"][:10]
+
+
+@pytest.mark.blender
+def test_blender_imports_armature_arkit_shape_keys_and_jaw_open_moves_the_jaw(base, tmp_path):
+    from tests.test_blender import blender_env
+
+    if shutil.which("blender") is None:
+        pytest.skip("blender is not installed (apt-get install -y blender python3-numpy)")
+    glb, report = write_rigged_glb(base, tmp_path / "avatar.glb"), tmp_path / "report.json"
+    script = Path(__file__).parent / "blender_rig_check.py"
+    run = subprocess.run(["blender", "-b", "--factory-startup", "--python", str(script), "--", str(glb), str(report)],
+                         capture_output=True, text=True, timeout=300, env=blender_env(), check=False)
+    if not report.exists():
+        if "No module named 'numpy'" in run.stdout + run.stderr:
+            pytest.skip("Blender's Python has no numpy, which its glTF importer needs")
+        pytest.fail(f"Blender wrote no report (exit {run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
+    r = json.loads(report.read_text())
+    assert r["ok"], r.get("error")
+    assert r["armatures"] == 1 and r["skinned"]
+    assert {"neck01", "head", "jaw", "eye.L", "eye.R"} <= set(r["bones"])
+    assert r["shape_keys"] == ["Basis", *ARKIT_NAMES]
+    # jawOpen moves the lower face by centimetres (Blender frame: +Z up; the bust spans 0..~0.45 m).
+    assert r["jaw_max_move"] > 0.01 and r["jaw_moved_count"] > 100
+    eye_z = base.skeleton.world[base.skeleton.index("eye.L"), 1, 3]
+    assert r["jaw_moved_z_range"][1] < eye_z and r["jaw_moved_z_range"][0] > 0.05
+    assert r["jaw_bone_max_move"] > 0.005  # the skin follows the jaw bone
+
+
+def test_cli_anny_avatar_with_expression_and_animation(tmp_path, capsys):
+    from dream3d import cli
+
+    out = tmp_path / "run"
+    code = cli.main(["avatar", "--attributes", "an old man with short gray hair wearing glasses", "--seed", "1",
+                     "--expression", "smile", "--blendshapes", "jawOpen=0.3", "--animate", "--out", str(out),
+                     "--size", "48", "--frames", "4"])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    for name in ("model.glb", "model.obj", "model.ply", "preview.png", "turntable.mp4", "turntable.gif",
+                 "expressions.mp4", "avatar.json", "config.yaml"):
+        assert (out / name).stat().st_size > 0, name
+    info = json.loads((out / "avatar.json").read_text())
+    a = info["attributes"]
+    assert a["age"] == "old" and a["presentation"] == "man" and a["hair_style"] == "short" and a["glasses"] != "none"
+    assert info["source"] == "anny" and info["blendshapes"]["jawOpen"] == 0.3
+    assert info["blendshapes"]["mouthSmileLeft"] == Expression.SMILE.weights["mouthSmileLeft"]
+    import pygltflib
+
+    g = pygltflib.GLTF2().load(str(out / "model.glb"))
+    assert g.meshes[0].extras["targetNames"] == list(ARKIT_NAMES) and len(g.skins[0].joints) >= 5
+    assert g.meshes[0].weights[ARKIT_NAMES.index("jawOpen")] == pytest.approx(0.3)
+    assert len(g.animations) == 1 and g.animations[0].channels[0].target.path == "weights"
