@@ -28,20 +28,10 @@ from pathlib import Path
 from typing import NoReturn
 
 from avatars.export import AvatarExportConfig
+from avatars.sampling_config import SamplingConfig
 from dream3d.errors import UsageError
 
-DEFAULT_FRAMES = AvatarExportConfig.frames
-DEFAULT_SIZE = AvatarExportConfig.size
-DEFAULT_SAMPLES = AvatarExportConfig.samples
-DEFAULT_MESH_RESOLUTION = AvatarExportConfig.mesh_resolution
-DEFAULT_TEXTURE_SIZE = AvatarExportConfig.texture_size
 DEFAULT_FIT_STEPS = 500
-DEFAULT_DIFFUSION_STEPS = 50
-DEFAULT_GUIDANCE = 3.0
-DEFAULT_TEMPLATE_ANCHOR = 4
-"""avatars.generate.SamplingConfig.template_anchor (kept here so parsing imports no torch)."""
-DEFAULT_CLASSIFIER_GUIDANCE = 50.0
-"""avatars.generate.SamplingConfig.classifier_scale (likewise)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,16 +52,16 @@ def build_parser() -> _Parser:
                         "the same noise, in OUT/edited")
     p.add_argument("--model", type=Path, default=None,
                    help="avatar diffusion model folder (default $DREAM3D_AVATAR_MODEL_DIR or assets/avatar-diffusion)")
-    p.add_argument("--steps", type=int, default=DEFAULT_DIFFUSION_STEPS,
-                   help=f"DDIM steps of the diffusion model (default {DEFAULT_DIFFUSION_STEPS})")
-    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
-                   help=f"classifier-free guidance scale (default {DEFAULT_GUIDANCE})")
-    p.add_argument("--anchor", type=int, default=DEFAULT_TEMPLATE_ANCHOR,
+    p.add_argument("--steps", type=int, default=SamplingConfig.steps,
+                   help=f"DDIM steps of the diffusion model (default {SamplingConfig.steps})")
+    p.add_argument("--guidance", type=float, default=SamplingConfig.guidance_scale,
+                   help=f"classifier-free guidance scale (default {SamplingConfig.guidance_scale})")
+    p.add_argument("--anchor", type=int, default=SamplingConfig.template_anchor,
                    help="anchor the diffusion model's coarse content to the attribute template every "
-                        f"step, at 1/N of its resolution; 0: off (default {DEFAULT_TEMPLATE_ANCHOR})")
-    p.add_argument("--classifier-guidance", type=float, default=DEFAULT_CLASSIFIER_GUIDANCE, metavar="S",
+                        f"step, at 1/N of its resolution; 0: off (default {SamplingConfig.template_anchor})")
+    p.add_argument("--classifier-guidance", type=float, default=SamplingConfig.classifier_scale, metavar="S",
                    help="classifier guidance by the model's plane attribute classifier, toward the attributes "
-                        f"the prompt or portrait names; 0: off (default {DEFAULT_CLASSIFIER_GUIDANCE})")
+                        f"the prompt or portrait names; 0: off (default {SamplingConfig.classifier_scale})")
     p.add_argument("--random", action="store_true", help="a random avatar (sample_attributes(seed))")
     p.add_argument("--attributes", default=None, metavar="TEXT",
                    help='attributes in words, e.g. "an old man with short gray hair wearing glasses"; '
@@ -94,11 +84,11 @@ def build_parser() -> _Parser:
                    help="with --fitted: a shared decoder (dataset folder or decoder.safetensors from "
                         "scripts/build_avatar_dataset.py); default: fit planes and a decoder for this avatar alone")
     p.add_argument("--fit-steps", type=int, default=DEFAULT_FIT_STEPS, help="with --fitted: optimiser steps")
-    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help=f"turntable frames (default {DEFAULT_FRAMES})")
-    p.add_argument("--size", type=int, default=DEFAULT_SIZE, help=f"video frame size in pixels (default {DEFAULT_SIZE})")
-    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="samples per ray of the video")
-    p.add_argument("--mesh-resolution", type=int, default=DEFAULT_MESH_RESOLUTION, help="marching-cubes grid per axis")
-    p.add_argument("--texture-size", type=int, default=DEFAULT_TEXTURE_SIZE, help="texture pixels a side")
+    p.add_argument("--frames", type=int, default=AvatarExportConfig.frames, help=f"turntable frames (default {AvatarExportConfig.frames})")
+    p.add_argument("--size", type=int, default=AvatarExportConfig.size, help=f"video frame size in pixels (default {AvatarExportConfig.size})")
+    p.add_argument("--samples", type=int, default=AvatarExportConfig.samples, help="samples per ray of the video")
+    p.add_argument("--mesh-resolution", type=int, default=AvatarExportConfig.mesh_resolution, help="marching-cubes grid per axis")
+    p.add_argument("--texture-size", type=int, default=AvatarExportConfig.texture_size, help="texture pixels a side")
     p.add_argument("--quiet", action="store_true", help="print only the run folder")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     return p

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -35,6 +34,7 @@ from avatars.diffusion import (
 )
 from avatars.export import AvatarExportConfig
 from avatars.triplane import AvatarTriplaneConfig, avatar_field
+from avatars.sampling_config import SamplingConfig
 from dream3d.errors import Dream3DError, UsageError
 from dream3d.fields.triplane import TriplaneDecoder
 
@@ -46,40 +46,6 @@ def default_model_dir() -> Path:
     """$DREAM3D_AVATAR_MODEL_DIR, else <repo root>/assets/avatar-diffusion."""
     env = os.environ.get(MODEL_DIR_ENV)
     return Path(env) if env else _REPO_ROOT / "assets" / "avatar-diffusion"
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    """How the base model is sampled."""
-
-    steps: int = 50
-    """DDIM steps of the base model (the upsampler is one pass)."""
-    guidance_scale: float = 3.0
-    """Classifier-free guidance scale (1: no guidance)."""
-    template_anchor: int = 4
-    """ILVR anchoring to the attribute template (`sample_low`'s `anchor`): after every DDIM step
-    the sample's content at 24/4 = 6 texels a side is the template's. 0: off; a model without a
-    template mean (`can_anchor`) samples without it. Why: held-out attribute accuracy at step
-    24500 (scripts/eval_avatars.py -n 48) went 0.67 -> 0.71 (full prompt), 0.75 -> 0.81 (short)
-    and 0.69 -> 0.70 (portrait); on 40 dataset avatars 0.722 -> 0.763 at step 22000 (factors 3,
-    6: 0.756, 0.733) but 0.740 -> 0.729 at step 24500, so the gain is small against the noise."""
-    classifier_scale: float = 50.0
-    """Classifier guidance by the model's noise-aware plane classifier (`sample_low`'s
-    `classifier_scale`; `avatars.plane_classifier`). 0: off; a model without a plane classifier
-    samples without it. Why: the base denoiser loses hair colour, beards and age on the way
-    from noise even when the prompt names them; a classifier reading them off x_t pushes every
-    step toward them (figures in assets/avatar-diffusion/MODEL_CARD.md)."""
-    seed: int = 0
-    """Seeds the initial noise: the same seed and condition give the same avatar."""
-
-    def anchor_for(self, model: AvatarDiffusion) -> int:
-        """The anchoring factor `model` is sampled with: template_anchor, or 0 where it cannot anchor."""
-        return self.template_anchor if model.can_anchor else 0
-
-    def classifier_scale_for(self, model: AvatarDiffusion) -> float:
-        """The classifier guidance scale `model` is sampled with: classifier_scale, or 0 where the
-        model has no plane classifier."""
-        return self.classifier_scale if model.plane_classifier is not None else 0.0
 
 
 def not_trained_message(folder: Path) -> str:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from avatars.triplane.config import AvatarTriplaneConfig
 from avatars.engine.attributes import ATTRIBUTE_TYPES
 from avatars.rollout import Aware3DConv, PlaneConv
 from avatars.triplane_unet import timestep_embedding
@@ -35,9 +36,9 @@ ATTRIBUTE_SIZES: tuple[int, ...] = tuple(len(kind) for kind in ATTRIBUTE_TYPES.v
 class PlaneClassifierConfig:
     """Sizes of a PlaneAttributeClassifier."""
 
-    plane_channels: int = 12
+    plane_channels: int = AvatarTriplaneConfig.channels
     """Feature channels C of each plane (the base model's planes)."""
-    resolution: int = 24
+    resolution: int = AvatarTriplaneConfig.resolution // 2
     """Texels r per side of each plane (the base model's low resolution); divisible by 2^(levels)."""
     channels: tuple[int, ...] = (48, 64, 96)
     """Width of each level; every level after the stem halves r (24 -> 12 -> 6 -> 3)."""

@@ -29,6 +29,7 @@ import torch
 from diffusers.models.embeddings import get_timestep_embedding
 from torch import Tensor, nn
 
+from avatars.triplane.config import AvatarTriplaneConfig
 from avatars.rollout import NUM_PLANES, Aware3DConv, AxisPool, PlaneConv
 
 
@@ -36,9 +37,9 @@ from avatars.rollout import NUM_PLANES, Aware3DConv, AxisPool, PlaneConv
 class TriplaneUNetConfig:
     """Sizes of a TriplaneUNet. Defaults fit the avatar planes (AvatarTriplaneConfig: R 48, C 12)."""
 
-    plane_channels: int = 12
+    plane_channels: int = AvatarTriplaneConfig.channels
     """Feature channels C of each plane (input and output channels)."""
-    resolution: int = 48
+    resolution: int = AvatarTriplaneConfig.resolution
     """Texels R per side of each plane; must be divisible by 2^(len(channels) - 1)."""
     channels: tuple[int, ...] = (32, 64, 96)
     """Feature width of each level; a level after the first halves R (48 -> 24 -> 12)."""

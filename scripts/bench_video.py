@@ -27,7 +27,7 @@ from dream3d.video import render_turntable
 
 
 def avatar_case(size: int, samples: int) -> tuple[Field, OccupancyGrid, RunConfig]:
-    from avatars.cli import DEFAULT_FRAMES
+    from avatars.export import AvatarExportConfig
     from avatars.evaluation import occupancy_grid
     from avatars.generate import SamplingConfig, generate, load_trained, text_condition
     from avatars.triplane import avatar_field
@@ -37,7 +37,7 @@ def avatar_case(size: int, samples: int) -> tuple[Field, OccupancyGrid, RunConfi
         cond = text_condition(model, "an old man with short gray hair wearing glasses")
         planes = generate(model, cond, SamplingConfig(seed=0)).planes[0]
     field = avatar_field(planes, decoder, triplane).eval()
-    video = replace(VideoConfig(), num_frames=DEFAULT_FRAMES, image_size=size, num_samples=samples)
+    video = replace(VideoConfig(), num_frames=AvatarExportConfig.frames, image_size=size, num_samples=samples)
     return field, occupancy_grid(field), RunConfig(prompt="avatar", video=video)
 
 

@@ -145,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--classifier", type=Path, default=Path("assets/avatar-classifier"))
     p.add_argument("-n", "--num", type=int, default=48, help="text prompts (and portraits)")
     p.add_argument("--diversity", type=int, default=16, help="prompts generated with a second seed")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps")
-    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale")
+    p.add_argument("--steps", type=int, default=SamplingConfig.steps, help="DDIM steps")
+    p.add_argument("--guidance", type=float, default=SamplingConfig.guidance_scale, help="classifier-free guidance scale")
     p.add_argument("--anchor", type=int, default=SamplingConfig.template_anchor,
                    help="template anchoring factor (0: off; see SamplingConfig.template_anchor)")
     p.add_argument("--classifier-guidance", type=float, default=SamplingConfig.classifier_scale,

@@ -466,17 +466,6 @@ def test_text_prompt_without_weights_is_one_line(tmp_path, capsys, monkeypatch):
     assert "scripts/build_avatar_dataset.py" in lines[0]
 
 
-def test_avatar_help_states_the_real_sampling_defaults(capsys):
-    from avatars.generate import SamplingConfig
-
-    with pytest.raises(SystemExit):
-        cli.main(["avatar", "--help"])
-    out = " ".join(capsys.readouterr().out.split())  # argparse wraps help lines
-    assert f"0: off (default {SamplingConfig.template_anchor})" in out
-    assert f"guidance scale (default {SamplingConfig.guidance_scale})" in out
-    assert f"names; 0: off (default {SamplingConfig.classifier_scale})" in out
-
-
 @pytest.mark.parametrize("argv, words", [
     (["--photo", "NOPHOTO"], "cannot read portrait"),
     (["--edit", "wearing a cap", "--random"], "--edit needs a text prompt"),

@@ -5,6 +5,7 @@ import dataclasses
 import enum
 from dataclasses import dataclass, field
 
+from avatars.triplane.config import AvatarTriplaneConfig
 from avatars.attribute_classifier import AttributeClassifierConfig
 from avatars.diffusion.prediction import Prediction
 from avatars.encoders import (
@@ -33,14 +34,14 @@ class AvatarDiffusionConfig:
     """Sizes and training constants of the hierarchical model. Defaults fit the avatar dataset
     (AvatarTriplaneConfig: R 48, C 12)."""
 
-    plane_channels: int = 12
+    plane_channels: int = AvatarTriplaneConfig.channels
     """Feature channels C of the planes."""
-    resolution: int = 48
+    resolution: int = AvatarTriplaneConfig.resolution
     """Texels R a side of the final planes (the dataset's)."""
-    low_resolution: int = 24
+    low_resolution: int = AvatarTriplaneConfig.resolution // 2
     """Texels r a side of the base model's planes; R must be a multiple of it (average pooling)."""
-    base: TriplaneUNetConfig = field(default_factory=lambda: TriplaneUNetConfig(resolution=24, channels=(32, 64, 96),
-                                                                               spatial_channels=12))
+    base: TriplaneUNetConfig = field(default_factory=lambda: TriplaneUNetConfig(
+        resolution=AvatarTriplaneConfig.resolution // 2, channels=(32, 64, 96), spatial_channels=AvatarTriplaneConfig.channels))
     """The base denoiser at r (2.4 M parameters: the TriplaneUNet default widths); its spatial
     input is the attribute template (`attribute_template`)."""
     upsampler: TriplaneUNetConfig = field(default_factory=lambda: TriplaneUNetConfig(
