@@ -112,9 +112,11 @@ def test_avatar_glb_imports_upright_in_blender(tmp_path, capsys):
     assert code == 0, err
     glb, report = tmp_path / "b" / "model.glb", tmp_path / "report.json"
     cmd = ["blender", "-b", "--factory-startup", "--python", str(CHECK_SCRIPT), "--", str(glb), str(report)]
-    subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=blender_env())
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=blender_env())
     if not report.exists():
-        pytest.skip("Blender wrote no report (its Python may lack numpy)")
+        if "No module named 'numpy'" in done.stdout + done.stderr:
+            pytest.skip("Blender's Python has no numpy, which its glTF importer needs (apt-get install -y python3-numpy)")
+        pytest.fail(f"Blender wrote no report (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     r = json.loads(report.read_text())[str(glb)]
     assert r["ok"], r.get("error")
     lo, hi = np.array(r["bbox_min"]), np.array(r["bbox_max"])
