@@ -42,7 +42,7 @@ from avatars.engine.sdf import (
     smooth_subtract,
 )
 from avatars.engine.shape import HeadShape, head_shape
-from dream3d.fields.base import Field, FieldOutput
+from dream3d.fields.sdf import SDFField
 from dream3d.priors.world import sd_box, sd_capped_cylinder, sd_ellipsoid, sd_sphere
 
 SdfFn = Callable[[Tensor], Tensor]
@@ -445,17 +445,13 @@ class AvatarSDF:
         return self._fold(points, distances), self._blend_albedo(points, distances)
 
 
-class AvatarField(Field):
-    """An avatar as a radiance field for dream3d's volume renderer.
-
-    density = sharpness * sigmoid(-sdf * sharpness), exactly as dream3d's GroundTruthField
-    turns the primitives world into density: a crisp but differentiable surface.
-    """
+class AvatarField(SDFField):
+    """An avatar as a radiance field for dream3d's volume renderer (density from its signed
+    distance exactly as the primitives world's: `dream3d.fields.sdf.sdf_density`)."""
 
     def __init__(self, avatar: AvatarSDF | AvatarAttributes, sharpness: float = 200.0) -> None:
-        super().__init__()
+        super().__init__(sharpness)
         self.avatar = avatar if isinstance(avatar, AvatarSDF) else AvatarSDF(avatar)
-        self.sharpness = float(sharpness)
 
     def sdf(self, points: Tensor) -> Tensor:
         """[N, 3] -> [N] signed distance."""
@@ -465,15 +461,8 @@ class AvatarField(Field):
         """[N, 3] -> bool [N]."""
         return self.avatar.occupancy(points)
 
-    def _density(self, sdf: Tensor) -> Tensor:
-        return (self.sharpness * torch.sigmoid(-sdf * self.sharpness)).unsqueeze(-1)
-
-    def query_density(self, points: Tensor) -> Tensor:
-        return self._density(self.avatar.sdf(points))
-
     def query_albedo(self, points: Tensor) -> Tensor:
         return self.avatar.albedo(points)
 
-    def forward(self, points: Tensor) -> FieldOutput:
-        sdf, albedo = self.avatar.evaluate(points)
-        return FieldOutput(density=self._density(sdf), albedo=albedo)
+    def evaluate(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        return self.avatar.evaluate(points)

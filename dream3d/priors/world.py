@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from dream3d.fields.base import Field, FieldOutput
+from dream3d.fields.sdf import SDFField
 
 # ---------------------------------------------------------------------------------------------
 # Colours
@@ -413,19 +413,14 @@ def parse_caption(text: str) -> tuple[str | None, str | None]:
 # The world as a Field
 
 
-class GroundTruthField(Field):
-    """An object of the world with a colour, as a radiance field for the volume renderer.
-
-    density = sharpness * sigmoid(-sdf * sharpness): a smooth step of height `sharpness` per
-    scene unit across a shell about 4 / sharpness thick around the exact surface, so a volume
-    render looks like a crisp surface while staying differentiable.
-    """
+class GroundTruthField(SDFField):
+    """An object of the world with a colour, as a radiance field for the volume renderer
+    (density from the exact signed distance: `dream3d.fields.sdf.sdf_density`)."""
 
     def __init__(self, object_id: str, colour: str | None = None, sharpness: float = 200.0) -> None:
-        super().__init__()
+        super().__init__(sharpness)
         self.spec = object_by_id(object_id)
         self.colour = self.spec.main_colour(colour)
-        self.sharpness = float(sharpness)
 
     def sdf(self, points: Tensor) -> Tensor:
         """[N, 3] -> [N] signed distance."""
@@ -435,12 +430,5 @@ class GroundTruthField(Field):
         """[N, 3] -> bool [N]."""
         return self.spec.occupancy(points)
 
-    def query_density(self, points: Tensor) -> Tensor:
-        sdf = self.spec.sdf(points)
-        return (self.sharpness * torch.sigmoid(-sdf * self.sharpness)).unsqueeze(-1)
-
     def query_albedo(self, points: Tensor) -> Tensor:
         return self.spec.albedo(points, self.colour)
-
-    def forward(self, points: Tensor) -> FieldOutput:
-        return FieldOutput(density=self.query_density(points), albedo=self.query_albedo(points))
