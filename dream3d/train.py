@@ -25,7 +25,7 @@ from dream3d.cameras import sample_cameras
 from dream3d.config import OptimConfig, Representation, RunConfig, ShadingConfig, config_from_plain
 from dream3d.configtools import to_plain
 from dream3d.errors import CheckpointError, Dream3DError
-from dream3d.fields import Field, HashGridField, TriplaneField
+from dream3d.fields import Field, HashGridField, HashGridFieldConfig, TriplaneField, TriplaneFieldConfig
 from dream3d.guidance.priors import DiffusionPrior
 from dream3d.guidance.sds import score_distillation
 from dream3d.losses import regularizers
@@ -69,10 +69,12 @@ class StepReport:
     elapsed_s: float
 
 
-def build_field(config: RunConfig, generator: torch.Generator) -> Field:
-    if config.representation is Representation.NERF:
-        return HashGridField(config.nerf, generator=generator)
-    return TriplaneField(config.triplane, generator=generator)
+def build_field(representation: Representation, triplane: TriplaneFieldConfig, nerf: HashGridFieldConfig,
+                generator: torch.Generator) -> Field:
+    """A fresh field of `representation`, built from its config and seeded by `generator`."""
+    if representation is Representation.NERF:
+        return HashGridField(nerf, generator=generator)
+    return TriplaneField(triplane, generator=generator)
 
 
 def build_optimizer(field: Field, config: OptimConfig) -> torch.optim.Adam:
@@ -99,7 +101,7 @@ def init_state(config: RunConfig, device: torch.device) -> TrainState:
     generator = torch.Generator().manual_seed(config.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)  # nn.Linear initialises from the global RNG; keep it out of the caller's stream
-        field = build_field(config, generator).to(device)
+        field = build_field(config.representation, config.triplane, config.nerf, generator).to(device)
     occupancy = OccupancyGrid(config.train.occupancy).to(device)
     return TrainState(field, build_optimizer(field, config.train.optim), occupancy, generator, step=0)
 

@@ -1,32 +1,18 @@
 """A reduced reconstruction: fit a tri-plane field to exact renders of the mushroom, no diffusion.
 
-The full run (scripts/fit_reconstruction.py: 32 views of 64x64, 600 steps) reaches over 35 dB
+The full run (scripts/fit_reconstruction.py, dream3d.reconstruction.fit: 32 views of 64x64, 600 steps) reaches over 35 dB
 on held-out views; this one (16 views of 32x32, 300 steps: seconds) asserts a lower bar that
 an untrained or broken renderer/field cannot reach (the untrained field scores 9.3 dB).
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
-
 from dream3d.fields import TriplaneDecoderConfig, TriplaneFieldConfig
 from dream3d.fields.mlp import DensityActivation
-
-
-def load_fit_script():
-    path = Path(__file__).resolve().parents[1] / "scripts" / "fit_reconstruction.py"
-    spec = importlib.util.spec_from_file_location("fit_reconstruction", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
+from dream3d.reconstruction import FitConfig, fit
 
 
 def test_triplane_fits_the_mushroom_from_exact_views():
-    fit = load_fit_script()
-    config = fit.FitConfig(
+    config = FitConfig(
         train_views=16,
         test_views=4,
         image_size=32,
@@ -40,7 +26,7 @@ def test_triplane_fits_the_mushroom_from_exact_views():
         ),
         iou_resolution=32,
     )
-    result, _ = fit.fit(config, verbose=False)
+    result, _ = fit(config, verbose=False)
     assert result["test_psnr_db"] >= 27.0, result  # measured 30.9 dB; the untrained field: 9.3 dB
     assert result["voxel_iou"]["density>5"] >= 0.65, result  # measured 0.71; untrained: 0.38
     assert result["occupied_fraction"] < 0.5, result  # empty space was found and skipped
