@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from dream3d.benchmark import Laps
 
 PROMPT = "an old man with short gray hair wearing glasses"
 
@@ -25,10 +25,11 @@ def one_run(out: Path, extra: list[str]) -> tuple[float, float]:
     """(wall seconds, peak RSS in GB) of one `dream3d avatar` process."""
     code = ("import resource, sys; from dream3d.cli import main; rc = main(sys.argv[1:]); "
             "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
-    t = time.perf_counter()
-    run = subprocess.run([sys.executable, "-c", code, "avatar", "--attributes", PROMPT, "--out", str(out), *extra],
-                         capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t
+    laps = Laps()
+    with laps.time():
+        run = subprocess.run([sys.executable, "-c", code, "avatar", "--attributes", PROMPT, "--out", str(out), *extra],
+                             capture_output=True, text=True, check=False)
+    wall = laps.median
     if run.returncode != 0:
         raise SystemExit(f"dream3d avatar failed:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
     kb = next(int(line.split()[1]) for line in run.stdout.splitlines() if line.startswith("PEAK_RSS_KB"))
@@ -46,13 +47,13 @@ def main() -> None:
         for i in range(args.warmup):
             wall, _ = one_run(Path(tmp) / f"warmup{i}", extra)
             print(f"warm-up run {i}: {wall:.1f} s")
-        walls, rss = [], []
+        walls, rss = Laps(), []
         for i in range(args.runs):
             wall, peak = one_run(Path(tmp) / f"run{i}", extra)
-            walls.append(wall)
+            walls.seconds.append(wall)
             rss.append(peak)
             print(f"run {i}: {wall:.1f} s wall, peak RSS {peak:.2f} GB")
-    print(f"dream3d avatar --attributes {PROMPT!r} {args.extra} ({os.cpu_count()} CPUs): median {statistics.median(walls):.1f} s "
+    print(f"dream3d avatar --attributes {PROMPT!r} {args.extra} ({os.cpu_count()} CPUs): median {walls.median:.1f} s "
           f"wall (target <= 20 s), max peak RSS {max(rss):.2f} GB (target <= 2 GB) over {args.runs} runs")
 
 

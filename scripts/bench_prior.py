@@ -6,12 +6,11 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import torch
 
+from dream3d.benchmark import run_laps
 from dream3d.priors.model import DEFAULT_PRIOR_DIR, load_bundled_prior
 from dream3d.priors.sample import DEFAULT_GUIDANCE, ddim_sample
 
@@ -30,29 +29,17 @@ def main(argv=None) -> int:
     emb = prior.encode_prompts(["a red mushroom, front view", ""])
     x = torch.randn(2, 3, 64, 64)
     t = torch.tensor([500, 500])
-    fwd = []
     with torch.no_grad():
-        t0 = time.perf_counter()
-        prior.predict_noise(x, t, emb)
-        first_forward = time.perf_counter() - t0
-        for i in range(args.repeats * 4 + args.warmup):
-            t0 = time.perf_counter()
-            prior.predict_noise(x, t, emb)
-            if i >= args.warmup:
-                fwd.append(time.perf_counter() - t0)
-    samp = []
-    for i in range(args.repeats + 1):
-        t0 = time.perf_counter()
-        ddim_sample(prior, ["a red mushroom, front view"], steps=50, guidance_scale=DEFAULT_GUIDANCE,
-                    generator=torch.Generator().manual_seed(i))
-        if i >= 1:
-            samp.append(time.perf_counter() - t0)
+        cold = run_laps(lambda: prior.predict_noise(x, t, emb), repeats=1)
+        fwd = run_laps(lambda: prior.predict_noise(x, t, emb), repeats=args.repeats * 4, warmup=args.warmup)
+    seeds = iter(range(args.repeats + 1))
+    samp = run_laps(lambda: ddim_sample(prior, ["a red mushroom, front view"], steps=50, guidance_scale=DEFAULT_GUIDANCE,
+                                        generator=torch.Generator().manual_seed(next(seeds))),
+                    repeats=args.repeats, warmup=1)
     print(f"threads {torch.get_num_threads()}  params {prior.num_parameters() / 1e6:.2f}M")
-    print(f"first CFG forward of the process (cold): {first_forward * 1000:.1f} ms")
-    print(f"CFG UNet forward (batch 2): median {statistics.median(fwd) * 1000:.1f} ms over {len(fwd)} "
-          f"(min {min(fwd) * 1000:.1f}, max {max(fwd) * 1000:.1f}) after {args.warmup} warm-up forwards")
-    print(f"DDIM-50 sample of one 64x64 image (CFG): median {statistics.median(samp):.2f} s over {len(samp)} "
-          f"(min {min(samp):.2f}, max {max(samp):.2f})")
+    print(f"first CFG forward of the process (cold): {cold.median * 1000:.1f} ms")
+    print(f"CFG UNet forward (batch 2): {fwd.summary('ms')} after {args.warmup} warm-up forwards")
+    print(f"DDIM-50 sample of one 64x64 image (CFG): {samp.summary('s')}")
     return 0
 
 

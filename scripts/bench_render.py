@@ -12,14 +12,20 @@ shading with normals by finite differences and by autograd (double backward).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from dataclasses import dataclass
 
 import torch
 
+from dream3d.benchmark import Laps
 from dream3d.cameras import CameraSamplingConfig, sample_cameras
-from dream3d.fields import Field, HashGridConfig, HashGridField, HashGridFieldConfig, TriplaneField, TriplaneFieldConfig
+from dream3d.fields import (
+    Field,
+    HashGridConfig,
+    HashGridField,
+    HashGridFieldConfig,
+    TriplaneField,
+    TriplaneFieldConfig,
+)
 from dream3d.priors.world import GroundTruthField
 from dream3d.renderer import (
     NormalMethod,
@@ -46,19 +52,16 @@ def time_case(case: Case, samples: int, size: int, repeats: int) -> tuple[float,
     """Median ms of forward + backward, and the number of samples the field evaluated."""
     gen = torch.Generator().manual_seed(0)
     config = RenderConfig(num_samples=samples, normal_method=case.normal_method)
-    times, evaluated = [], 0
+    laps, evaluated = Laps(), 0
     for i in range(repeats + 1):  # the first run warms up allocators and is dropped
         cams = sample_cameras(CameraSamplingConfig(image_size=size), 1, gen)
         lights = sample_light_positions(cams.positions, gen)
         case.field.zero_grad(set_to_none=True)
-        start = time.perf_counter()
-        out = render_cameras(case.field, cams, config, RandomSolidBackground(), case.shading, lights, case.occupancy, gen)
-        out.rgb.mean().backward()
-        elapsed = time.perf_counter() - start
-        if i > 0:
-            times.append(elapsed * 1000)
-            evaluated = out.samples.weights.numel()
-    return statistics.median(times), evaluated
+        with laps.time(keep=i > 0):
+            out = render_cameras(case.field, cams, config, RandomSolidBackground(), case.shading, lights, case.occupancy, gen)
+            out.rgb.mean().backward()
+        evaluated = out.samples.weights.numel()
+    return laps.median * 1000, evaluated
 
 
 def main() -> None:

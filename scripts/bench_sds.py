@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+
+from dream3d.benchmark import Laps
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # tiny_pipelines: the tiny SD pipeline the tests use
 
 
-def time_sds_step(prior, batch: int, repeats: int, warmup: int, device: torch.device) -> list[float]:
+def time_sds_step(prior, batch: int, repeats: int, warmup: int, device: torch.device) -> Laps:
     """Seconds per SDS step, `repeats` times after `warmup` untimed steps."""
     from dream3d.guidance import default_sds_config, score_distillation
     from dream3d.prompts import View, build_prompt_embeddings
@@ -33,26 +33,26 @@ def time_sds_step(prior, batch: int, repeats: int, warmup: int, device: torch.de
     config = default_sds_config(prior.kind)
     condition = build_prompt_embeddings(prior, "a red ball").for_views([View.FRONT] * batch)
     generator = torch.Generator().manual_seed(0)
-    times = []
+    laps = Laps()
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else None
     for i in range(warmup + repeats):
         images = torch.rand(batch, 64, 64, 3, device=device, requires_grad=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        out = score_distillation(prior, images, condition, i, 1000, config, generator)
-        out.loss.backward()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
+        with laps.time(keep=i >= warmup, synchronize=synchronize):
+            out = score_distillation(prior, images, condition, i, 1000, config, generator)
+            out.loss.backward()
         assert images.grad is not None
-    return times
+    return laps
 
 
 def bundled_prior(device: torch.device):
     """(prior, description): the committed weights if present, else a fresh default-config prior."""
     from dream3d.guidance import BundledPrimitivesPrior, load_prior
-    from dream3d.priors.model import DEFAULT_PRIOR_DIR, PriorConfig, build_prior, is_bundled_prior_folder
+    from dream3d.priors.model import (
+        DEFAULT_PRIOR_DIR,
+        PriorConfig,
+        build_prior,
+        is_bundled_prior_folder,
+    )
 
     if is_bundled_prior_folder(DEFAULT_PRIOR_DIR):
         return load_prior(None, device=device, dtype=torch.float32), f"trained weights from {DEFAULT_PRIOR_DIR}"
@@ -166,10 +166,8 @@ def main() -> None:
             except ImportError as error:  # the bundled prior's model code is not in this checkout
                 print(f"{name}: skipped ({error})")
                 continue
-            times = time_sds_step(prior, args.batch, args.repeats, args.warmup, device)
-            median_ms = 1000 * statistics.median(times)
-            print(f"{name}: median {median_ms:.1f} ms per SDS step (min {1000 * min(times):.1f}, "
-                  f"max {1000 * max(times):.1f}, n={len(times)}) -- {description}")
+            laps = time_sds_step(prior, args.batch, args.repeats, args.warmup, device)
+            print(f"{name}: per SDS step {laps.summary('ms')} -- {description}")
 
 
 if __name__ == "__main__":

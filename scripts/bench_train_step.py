@@ -13,11 +13,11 @@ Any `--set key=value` is applied to all three.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import torch
+
+from dream3d.benchmark import Laps
 
 
 def main(argv=None) -> int:
@@ -29,9 +29,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
+    import dream3d.fields.triplane as triplane
     from dream3d.api import _load_prior, resolve_config
     from dream3d.fields.base import Field
-    import dream3d.fields.triplane as triplane
     from dream3d.fields.triplane import TriplaneField
     from dream3d.prompts import build_prompt_embeddings
     from dream3d.train import init_state, train_step
@@ -46,25 +46,22 @@ def main(argv=None) -> int:
         "autograd normals (reference)": (Field.forward_with_density_gradient, gather),
     }
     states = {name: init_state(config, device) for name in variants}
-    times: dict[str, list[float]] = {name: [] for name in variants}
+    times = {name: Laps() for name in variants}
     try:
         for block in range(args.blocks):
             for name, (method, sampler) in variants.items():
                 TriplaneField.forward_with_density_gradient = method
                 triplane.gather_triplane_with_derivatives = sampler
                 for _ in range(10):
-                    t0 = time.perf_counter()
-                    train_step(config, prior, embeddings, states[name], config.train.steps)
-                    if block >= 4:
-                        times[name].append(time.perf_counter() - t0)
+                    with times[name].time(keep=block >= 4):
+                        train_step(config, prior, embeddings, states[name], config.train.steps)
     finally:
         TriplaneField.forward_with_density_gradient, triplane.gather_triplane_with_derivatives = closed_form, gather
     print(f"prompt {args.prompt!r}, {config.representation.value}, {config.render.num_samples} samples/ray, "
           f"threads {torch.get_num_threads()}")
-    for name, values in times.items():
-        print(f"{name}: median {statistics.median(values) * 1000:.1f} ms over {len(values)} steps "
-              f"(min {min(values) * 1000:.1f}, max {max(values) * 1000:.1f})")
-    default, grid_sample, autograd = (statistics.median(v) for v in times.values())
+    for name, laps in times.items():
+        print(f"{name}: {laps.summary('ms')} steps")
+    default, grid_sample, autograd = (laps.median for laps in times.values())
     print(f"ratio default / grid_sample: {default / grid_sample:.3f}; default / autograd: {default / autograd:.3f}")
     return 0
 

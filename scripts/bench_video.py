@@ -12,13 +12,12 @@ text-to-3D run's). Settings are interleaved, so a noisy machine slows both alike
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from dataclasses import replace
 
 import numpy as np
 import torch
 
+from dream3d.benchmark import Laps
 from dream3d.config import RunConfig, VideoConfig
 from dream3d.fields import Field
 from dream3d.outputs import render_views
@@ -27,8 +26,8 @@ from dream3d.video import render_turntable
 
 
 def avatar_case(size: int, samples: int) -> tuple[Field, OccupancyGrid, RunConfig]:
-    from avatars.export import AvatarExportConfig
     from avatars.evaluation import occupancy_grid
+    from avatars.export import AvatarExportConfig
     from avatars.generate import SamplingConfig, generate, load_trained, text_condition
     from avatars.triplane import avatar_field
 
@@ -74,17 +73,16 @@ def main() -> None:
         low, high = grid.occupied_box()
         print(f"\n{name}: {config.video.num_frames} frames of {config.video.image_size} px, "
               f"{config.video.num_samples} samples per ray; occupied box {low.tolist()} .. {high.tolist()}")
-        seconds: dict[bool, list[float]] = {False: [], True: []}
+        laps = {False: Laps(), True: Laps()}
         frames: dict[bool, np.ndarray] = {}
-        for _ in range(args.repeats):
+        for _ in range(args.repeats):  # interleaved, so both see the same machine
             for skip in (False, True):
-                start = time.perf_counter()
-                frames[skip] = turntable_frames(field, grid, config, skip)
-                seconds[skip].append(time.perf_counter() - start)
-        whole, inside = statistics.median(seconds[False]), statistics.median(seconds[True])
+                with laps[skip].time():
+                    frames[skip] = turntable_frames(field, grid, config, skip)
+        whole, inside = laps[False].median, laps[True].median
         diff = np.abs(frames[False].astype(int) - frames[True].astype(int)).max()
-        print(f"  whole scene box:    median {whole:.2f} s  {[round(s, 2) for s in seconds[False]]}")
-        print(f"  occupied box only:  median {inside:.2f} s  {[round(s, 2) for s in seconds[True]]}")
+        print(f"  whole scene box:    {laps[False].summary('s')}")
+        print(f"  occupied box only:  {laps[True].summary('s')}")
         print(f"  ratio {inside / whole:.2f}; largest pixel difference {diff} / 255")
 
 
