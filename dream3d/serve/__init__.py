@@ -1,0 +1,53 @@
+"""`dream3d serve`: a local web page over the same code as the CLI (Text to 3D, Avatars).
+
+    dream3d serve [--host 127.0.0.1] [--port 7860] [--out outputs]
+
+gradio is optional (`pip install -e ".[web]"`) and imported only here, through dream3d.optional,
+with its analytics off: the page makes no request beyond the machine it is served from.
+"""
+from __future__ import annotations
+
+from dream3d.errors import Dream3DError
+from dream3d.serve.jobs import JobRunner, ServeConfig
+
+__all__ = ["ServeConfig", "build", "serve"]
+
+
+def _gradio():
+    from dream3d.optional import INSTALL_HINTS, gradio
+
+    module = gradio()
+    if module is None:
+        raise Dream3DError(f"dream3d serve needs gradio, which is not installed: {INSTALL_HINTS['gradio']}")
+    return module
+
+
+def build(config: ServeConfig):
+    """The page (a gradio Blocks with its queue: one job at a time), not yet launched."""
+    from dream3d.runfolder import ensure_writable_folder
+    from dream3d.serve.page import build_page
+
+    gr = _gradio()
+    ensure_writable_folder(config.out)
+    page = build_page(gr, config, JobRunner())
+    return page.queue(default_concurrency_limit=1)
+
+
+def serve(config: ServeConfig) -> None:
+    """Build the page and serve it until Ctrl-C."""
+    page = build(config)
+    print(f"dream3d serve: http://{config.host}:{config.port} (run folders in {config.out}; Ctrl-C stops)",
+          flush=True)
+    try:
+        page.launch(server_name=config.host, server_port=config.port, allowed_paths=[str(config.out.resolve())],
+                    ssr_mode=False, mcp_server=False, quiet=True, show_error=False, theme=_theme())
+    except OSError as error:
+        raise Dream3DError(f"cannot serve on {config.host}:{config.port}: {error}; choose another --port "
+                           "or --host") from None
+
+
+def _theme():
+    """gradio's default look with the system's fonts: its own theme fetches fonts from Google."""
+    gr = _gradio()
+    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                             font_mono=["ui-monospace", "Consolas", "monospace"])
