@@ -99,6 +99,10 @@ def click_and_wait(page, button: str, prefixes: tuple[str, ...], element: str = 
     The line is blanked first so that the last job's line cannot pass for this one's."""
     page.locator(f"{element} textarea").evaluate("(t) => { t.value = ''; }")
     page.locator(button).click()
+    return wait_for_prefix(page, element, prefixes)
+
+
+def wait_for_prefix(page, element: str, prefixes: tuple[str, ...]) -> str:
     page.wait_for_function(
         "([sel, prefixes]) => { const t = document.querySelector(sel + ' textarea');"
         " return t && prefixes.some(p => t.value.startsWith(p)); }",
@@ -128,15 +132,22 @@ def wait_for_object(page, selector: str, empty: np.ndarray, timeout_s: float = 3
     return changed
 
 
-def video_plays(page, selector: str) -> tuple[int, float, float]:
-    """(readyState, currentTime, currentTime 1.5 s later) of the page's video element."""
+def video_playback(page, selector: str) -> dict:
+    """Watch the page's video for 1.5 s: its readyState, how many distinct playback positions it
+    went through (the turntable loops, so currentTime wraps) and the frames it decoded."""
     video = page.locator(f"{selector} video")
     video.wait_for(timeout=20_000)
     page.wait_for_function("(v) => v.readyState >= 2", arg=video.element_handle(), timeout=20_000)
-    video.evaluate("(v) => v.play()")
-    t0 = video.evaluate("(v) => v.currentTime")
-    time.sleep(1.5)
-    return video.evaluate("(v) => v.readyState"), t0, video.evaluate("(v) => v.currentTime")
+    return video.evaluate("""(v) => new Promise((resolve) => {
+        const seen = new Set(), start = performance.now();
+        v.play();
+        const look = () => {
+            seen.add(v.currentTime);
+            if (performance.now() - start < 1500) { setTimeout(look, 10); return; }
+            resolve({ready: v.readyState, positions: seen.size, frames: v.getVideoPlaybackQuality().totalVideoFrames});
+        };
+        look();
+    })""")
 
 
 def download_names(page, selector: str) -> set[str]:
@@ -181,8 +192,8 @@ def test_text_to_3d_shows_the_model_and_plays_the_turntable(page, server, reques
 
     changed = wait_for_object(page, "#model", empty)
     assert changed > 0.01, f"the 3D viewer still looks empty ({changed:.3%} of pixels changed)"
-    ready, t0, t1 = video_plays(page, "#video")
-    assert ready >= 2 and t1 > t0, (ready, t0, t1)
+    playback = video_playback(page, "#video")
+    assert playback["ready"] >= 2 and playback["positions"] >= 3 and playback["frames"] > 0, playback
     assert {"model.glb", "model.obj", "model.ply"} <= download_names(page, "#downloads")
     if os.environ.get(SCREENSHOT_ENV):
         page.screenshot(path=os.environ[SCREENSHOT_ENV])
@@ -203,8 +214,8 @@ def test_avatar_tab_makes_a_random_avatar(page, server, requests_seen):
 
     changed = wait_for_object(page, "#avatar-model", empty)
     assert changed > 0.01, f"the avatar viewer still looks empty ({changed:.3%} of pixels changed)"
-    ready, t0, t1 = video_plays(page, "#avatar-video")
-    assert ready >= 2 and t1 > t0, (ready, t0, t1)
+    playback = video_playback(page, "#avatar-video")
+    assert playback["ready"] >= 2 and playback["positions"] >= 3 and playback["frames"] > 0, playback
     assert {"model.glb", "model.obj", "model.ply"} <= download_names(page, "#avatar-downloads")
     assert_local(requests_seen)
 
@@ -217,4 +228,34 @@ def test_an_unreadable_photo_gives_the_cli_line(page, tmp_path, requests_seen):
     page.wait_for_timeout(500)
     line = click_and_wait(page, "#avatar-generate", ("dream3d: error", "done:"), "#avatar-status")
     assert line.startswith("dream3d: error: cannot read portrait") and "portrait.png" in line, line
+    assert_local(requests_seen)
+
+
+def test_one_job_at_a_time_with_the_queue_place_shown_and_cancel(page, server, requests_seen):
+    _, out = server
+    page.get_by_role("tab", name="Text to 3D").click()
+    page.locator("#prompt textarea").fill("a red ball")
+    page.locator("#steps input").fill("400")
+    page.locator("#status textarea").evaluate("(t) => { t.value = ''; }")
+    page.locator("#generate").click()
+    page.wait_for_function("() => document.querySelector('#status textarea').value.startsWith('step ')",
+                           timeout=JOB_TIMEOUT_MS)
+
+    second = page.context.new_page()  # another visitor: a session of its own
+    second.goto(server[0])
+    second.locator("#prompt textarea").fill("a blue cube")
+    second.locator("#steps input").fill("2")
+    second.locator("#generate").click()
+    second.wait_for_function("() => document.querySelector('#status').innerText.includes('queue: 1/1')",
+                             timeout=20_000)
+
+    page.locator("#cancel").click()
+    line = wait_for_prefix(page, "#status", ("dream3d: error",))
+    assert line.startswith("dream3d: error: interrupted at step ") and "/400" in line, line
+    folder = Path(line.rsplit("dream3d resume ", 1)[1])
+    assert (folder / "checkpoint.pt").is_file() and not (folder / "model.glb").exists()
+
+    line = wait_for_prefix(second, "#status", ("done:", "dream3d: error"))
+    assert line.startswith("done:") and Path(line.removeprefix("done:").strip()).parent == out, line
+    second.close()
     assert_local(requests_seen)

@@ -11,10 +11,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Iterator
 
+from dream3d.errors import UsageError
 from dream3d.runfolder import RunFolder
 from dream3d.serve.jobs import (
     AvatarRequest,
     AvatarSource,
+    Job,
     JobRunner,
     JobUpdate,
     ServeConfig,
@@ -25,6 +27,10 @@ from dream3d.serve.jobs import (
 
 DEVICE_QUEUE = "device"
 """The concurrency id both tabs' jobs share: one job at a time, the others queued with their place shown."""
+VIEWER_HEIGHT = 380
+"""Pixels of the 3D viewers."""
+PANEL_HEIGHT = 260
+"""Pixels of the current render and the turntable."""
 AVATAR_SOURCES = [
     ("text prompt (tri-plane diffusion)", AvatarSource.PROMPT.value),
     ("attributes in words (parametric engine)", AvatarSource.ATTRIBUTES.value),
@@ -39,9 +45,16 @@ def downloads(folder: RunFolder) -> list[str]:
     return [str(f) for f in files if f.is_file()]
 
 
-def _number(value) -> int | None:
-    """A gr.Number's value as an int; an empty box is None (the config's default)."""
-    return None if value is None or value == "" else int(value)
+def whole_number(text: str | None, flag: str) -> int | None:
+    """A box's text as an int; an empty box is None (the default, as a flag left out).
+    (Text boxes, not gr.Number: an empty gr.Number sends 0, which is a valid seed.)"""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"{flag} must be a whole number, got {text!r}") from None
 
 
 def stream(gr: ModuleType, updates: Iterator[JobUpdate], progress, with_render: bool) -> Iterator[tuple]:
@@ -66,18 +79,26 @@ def build_page(gr: ModuleType, config: ServeConfig, runner: JobRunner):
     """The gradio Blocks of both tabs, wired to `runner`."""
     from dream3d.config import list_presets
 
+    # The inputs are read inside the job, so that bad ones end as the job's one-line error.
     def make_text(prompt, prior, steps, seed, preset, request: gr.Request, progress=gr.Progress()):
         yield "starting", None, None, None, None  # clear the last result
-        text = TextRequest(prompt or "", (prior or "").strip() or None, _number(steps), _number(seed), preset or None)
-        job = runner.start(request.session_hash, text_job(text, config))
-        yield from stream(gr, job.updates(), progress, with_render=True)
+
+        def work(job: Job) -> RunFolder:
+            text = TextRequest(prompt or "", (prior or "").strip() or None, whole_number(steps, "--steps"),
+                               whole_number(seed, "--seed"), preset or None)
+            return text_job(text, config)(job)
+
+        yield from stream(gr, runner.start(request.session_hash, work).updates(), progress, with_render=True)
 
     def make_avatar(source, text, photo, seed, steps, request: gr.Request, progress=gr.Progress()):
         yield "starting", None, None, None
-        avatar = AvatarRequest(AvatarSource(source), text or "", Path(photo) if photo else None,
-                               _number(seed), _number(steps))
-        job = runner.start(request.session_hash, avatar_job(avatar, config))
-        yield from stream(gr, job.updates(), progress, with_render=False)
+
+        def work(job: Job) -> RunFolder:
+            avatar = AvatarRequest(AvatarSource(source), text or "", Path(photo) if photo else None,
+                                   whole_number(seed, "--seed"), whole_number(steps, "--steps"))
+            return avatar_job(avatar, config)(job)
+
+        yield from stream(gr, runner.start(request.session_hash, work).updates(), progress, with_render=False)
 
     def cancel(request: gr.Request) -> str:
         return runner.cancel(request.session_hash)
@@ -92,21 +113,23 @@ def build_page(gr: ModuleType, config: ServeConfig, runner: JobRunner):
                     prior = gr.Textbox(label="Prior", placeholder="empty: the bundled prior (the primitives world)",
                                        elem_id="prior")
                     with gr.Row():
-                        steps = gr.Number(label="Steps", precision=0, placeholder="the preset's", elem_id="steps")
-                        seed = gr.Number(label="Seed", precision=0, placeholder="default", elem_id="seed")
+                        steps = gr.Textbox(label="Steps", placeholder="the preset's", max_lines=1, elem_id="steps")
+                        seed = gr.Textbox(label="Seed", placeholder="default", max_lines=1, elem_id="seed")
                     preset = gr.Dropdown([("none", ""), *[(p, p) for p in list_presets()]], value="",
                                          label="Preset", elem_id="preset")
                     with gr.Row():
                         generate = gr.Button("Generate", variant="primary", elem_id="generate")
                         stop = gr.Button("Cancel", elem_id="cancel")
                     status = gr.Textbox(label="Status", interactive=False, elem_id="status")
-                    render = gr.Image(label="Current render", type="numpy", interactive=False, height=200,
-                                      elem_id="render")
-                with gr.Column(scale=2):
-                    model = gr.Model3D(label="Model", height=360, elem_id="model")
-                    video = gr.Video(label="Turntable", autoplay=True, loop=True, interactive=False, elem_id="video")
                     files = gr.File(label="Downloads (GLB, OBJ, PLY)", file_count="multiple", interactive=False,
                                     elem_id="downloads")
+                with gr.Column(scale=2):
+                    model = gr.Model3D(label="Model", height=VIEWER_HEIGHT, elem_id="model")
+                    with gr.Row():
+                        render = gr.Image(label="Current render", type="numpy", interactive=False,
+                                          height=PANEL_HEIGHT, elem_id="render")
+                        video = gr.Video(label="Turntable", autoplay=True, loop=True, interactive=False,
+                                         height=PANEL_HEIGHT, elem_id="video")
             generate.click(make_text, [prompt, prior, steps, seed, preset],
                            [status, render, model, video, files], concurrency_limit=1,
                            concurrency_id=DEVICE_QUEUE, show_progress_on=[status])
@@ -121,19 +144,19 @@ def build_page(gr: ModuleType, config: ServeConfig, runner: JobRunner):
                     photo = gr.File(label="Photo (portrait)", type="filepath", file_types=["image"],
                                     elem_id="avatar-photo")
                     with gr.Row():
-                        a_seed = gr.Number(label="Seed", precision=0, placeholder="default", elem_id="avatar-seed")
-                        a_steps = gr.Number(label="Diffusion steps", precision=0, placeholder="default",
-                                            elem_id="avatar-steps")
+                        a_seed = gr.Textbox(label="Seed", placeholder="default", max_lines=1, elem_id="avatar-seed")
+                        a_steps = gr.Textbox(label="Diffusion steps", placeholder="default", max_lines=1,
+                                             elem_id="avatar-steps")
                     with gr.Row():
                         a_generate = gr.Button("Generate", variant="primary", elem_id="avatar-generate")
                         a_stop = gr.Button("Cancel", elem_id="avatar-cancel")
                     a_status = gr.Textbox(label="Status", interactive=False, elem_id="avatar-status")
-                with gr.Column(scale=2):
-                    a_model = gr.Model3D(label="Avatar", height=360, elem_id="avatar-model")
-                    a_video = gr.Video(label="Turntable", autoplay=True, loop=True, interactive=False,
-                                       elem_id="avatar-video")
                     a_files = gr.File(label="Downloads (GLB, OBJ, PLY)", file_count="multiple", interactive=False,
                                       elem_id="avatar-downloads")
+                with gr.Column(scale=2):
+                    a_model = gr.Model3D(label="Avatar", height=VIEWER_HEIGHT, elem_id="avatar-model")
+                    a_video = gr.Video(label="Turntable", autoplay=True, loop=True, interactive=False,
+                                       height=PANEL_HEIGHT, elem_id="avatar-video")
             a_generate.click(make_avatar, [source, a_text, photo, a_seed, a_steps],
                              [a_status, a_model, a_video, a_files], concurrency_limit=1,
                              concurrency_id=DEVICE_QUEUE, show_progress_on=[a_status])
