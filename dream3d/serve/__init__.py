@@ -36,14 +36,16 @@ def build(config: ServeConfig):
 def serve(config: ServeConfig) -> None:
     """Build the page and serve it until Ctrl-C."""
     page = build(config)
-    print(f"dream3d serve: http://{config.host}:{config.port} (run folders in {config.out}; Ctrl-C stops)",
-          flush=True)
     try:
         page.launch(server_name=config.host, server_port=config.port, allowed_paths=[str(config.out.resolve())],
-                    ssr_mode=False, mcp_server=False, quiet=True, show_error=False, theme=_theme())
-    except OSError as error:
-        raise Dream3DError(f"cannot serve on {config.host}:{config.port}: {error}; choose another --port "
-                           "or --host") from None
+                    ssr_mode=False, mcp_server=False, quiet=True, show_error=False, theme=_theme(),
+                    prevent_thread_lock=True)
+    except OSError:
+        raise Dream3DError(f"cannot serve on {config.host}:{config.port}: the port is in use or the address is "
+                           "not this machine's; choose another --port or --host") from None
+    print(f"dream3d serve: http://{config.host}:{config.port} (run folders in {config.out}; Ctrl-C stops)",
+          flush=True)
+    page.block_thread()
 
 
 def _theme():

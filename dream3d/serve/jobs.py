@@ -93,13 +93,14 @@ class Job:
             self._device.acquire()
         try:
             folder = self._work(self)
-            self.post(JobUpdate(f"done: {folder.root}", 1.0, result=folder, finished=True))
+            last = JobUpdate(f"done: {folder.root}", 1.0, result=folder, finished=True)
         except BaseException as error:  # noqa: BLE001 - every failure ends as a line on the page
             if not isinstance(error, Dream3DError):
                 traceback.print_exc()
-            self.post(JobUpdate(error_line(error), finished=True))
+            last = JobUpdate(error_line(error), finished=True)
         finally:
-            self._device.release()
+            self._device.release()  # before the last update: the next job may start once it is seen
+        self.post(last)
 
     def updates(self, poll_s: float = 0.25) -> Iterator[JobUpdate]:
         """The job's updates until its last one (blocks between them)."""
