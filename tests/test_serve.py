@@ -36,8 +36,9 @@ CHROMIUM_ARGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no
 AVATAR_TINY = "--size 24 --frames 3 --samples 24 --mesh-resolution 32 --texture-size 64"
 LOCAL_HOSTS = {"127.0.0.1"}
 JOB_TIMEOUT_MS = 120_000
-SCREENSHOT_ENV = "DREAM3D_SERVE_SCREENSHOT"
-"""Where to save a screenshot of the page with its result (README's docs/serve.png), if set."""
+SCREENSHOT_ENV = "DREAM3D_SERVE_SCREENSHOTS"
+"""A folder to save the page with each tab's result in (serve.png, serve-avatar.png), if set:
+README's screenshots are taken with DREAM3D_SERVE_SCREENSHOTS=docs."""
 
 
 def free_port() -> int:
@@ -155,6 +156,11 @@ def download_names(page, selector: str) -> set[str]:
             for a in page.locator(f"{selector} a").all()}
 
 
+def save_screenshot(page, name: str) -> None:
+    if os.environ.get(SCREENSHOT_ENV):
+        page.screenshot(path=str(Path(os.environ[SCREENSHOT_ENV]) / name))
+
+
 def assert_local(requests_seen: list[str]) -> None:
     outside = [u for u in requests_seen if urlparse(u).scheme in ("http", "https", "ws", "wss")
                and urlparse(u).hostname not in LOCAL_HOSTS]
@@ -195,8 +201,7 @@ def test_text_to_3d_shows_the_model_and_plays_the_turntable(page, server, reques
     playback = video_playback(page, "#video")
     assert playback["ready"] >= 2 and playback["positions"] >= 3 and playback["frames"] > 0, playback
     assert {"model.glb", "model.obj", "model.ply"} <= download_names(page, "#downloads")
-    if os.environ.get(SCREENSHOT_ENV):
-        page.screenshot(path=os.environ[SCREENSHOT_ENV])
+    save_screenshot(page, "serve.png")
     assert_local(requests_seen)
 
 
@@ -217,6 +222,7 @@ def test_avatar_tab_makes_a_random_avatar(page, server, requests_seen):
     playback = video_playback(page, "#avatar-video")
     assert playback["ready"] >= 2 and playback["positions"] >= 3 and playback["frames"] > 0, playback
     assert {"model.glb", "model.obj", "model.ply"} <= download_names(page, "#avatar-downloads")
+    save_screenshot(page, "serve-avatar.png")
     assert_local(requests_seen)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -57,12 +56,11 @@ def test_a_text_job_streams_renders_and_writes_the_cli_run_folder(tmp_path):
 def test_cancel_stops_training_with_a_checkpoint_and_frees_the_device(tmp_path):
     config = ServeConfig(out=tmp_path, overrides=tuple(TINY_SETS), render_every_s=60.0)
     runner = JobRunner()
-    cancelled = threading.Event()
+    said: list[str] = []
 
     def cancel_at_step_two(update) -> None:
-        if update.status.startswith("step 2/") and not cancelled.is_set():
-            runner.cancel("session")
-            cancelled.set()
+        if update.status.startswith("step 2/") and not said:
+            said.append(runner.cancel("session"))
 
     updates = run_to_end(runner, text_job(TextRequest("a red ball", steps=500), config), cancel_at_step_two)
     last = updates[-1]
@@ -70,8 +68,10 @@ def test_cancel_stops_training_with_a_checkpoint_and_frees_the_device(tmp_path):
     assert last.status.startswith("dream3d: error: interrupted at step ") and "/500" in last.status, last.status
     folder = Path(last.status.rsplit("dream3d resume ", 1)[1])
     assert (folder / "checkpoint.pt").is_file()
+    assert said[0].startswith("cancelling: training stops after its current step and keeps a checkpoint in ")
     assert runner.device.acquire(blocking=False)  # the next job may start
     runner.device.release()
+    assert runner.cancel("session").startswith("nothing to cancel")
 
 
 def test_bad_input_ends_as_the_cli_line(tmp_path):

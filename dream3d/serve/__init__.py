@@ -12,6 +12,9 @@ from dream3d.serve.jobs import JobRunner, ServeConfig
 
 __all__ = ["ServeConfig", "build", "serve"]
 
+CSS = "#render img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }"
+"""The current render fills its panel (gradio shows a small image at its own size)."""
+
 
 def _gradio():
     from dream3d.optional import INSTALL_HINTS, gradio
@@ -38,7 +41,7 @@ def serve(config: ServeConfig) -> None:
     page = build(config)
     try:
         page.launch(server_name=config.host, server_port=config.port, allowed_paths=[str(config.out.resolve())],
-                    ssr_mode=False, mcp_server=False, quiet=True, show_error=False, theme=_theme(),
+                    ssr_mode=False, mcp_server=False, quiet=True, show_error=False, theme=_theme(), css=CSS,
                     prevent_thread_lock=True)
     except OSError:
         raise Dream3DError(f"cannot serve on {config.host}:{config.port}: the port is in use or the address is "

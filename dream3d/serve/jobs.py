@@ -8,7 +8,7 @@
 
 No gradio here: the page (dream3d/serve/page.py) only shows what these updates say. Every job
 writes the same run folder as the CLI, under ServeConfig.out. One job holds the device at a time
-(`JobRunner.device`), even when a cancelled page request has already given up on it.
+(`JobRunner.device`); the page's queue orders the others.
 """
 from __future__ import annotations
 
@@ -78,6 +78,10 @@ class Job:
         """Set by Cancel; training stops after its current step, with a checkpoint."""
         self.folder: Path | None = None
         """The run folder, once the job has chosen it."""
+        self.stoppable = False
+        """Whether `stop` stops the job midway (training does; an avatar command runs to its end)."""
+        self.done = threading.Event()
+        """Set once the job has ended, whichever way."""
         self._work = work
         self._device = device
         self._updates: queue.Queue[JobUpdate] = queue.Queue()
@@ -100,6 +104,7 @@ class Job:
             last = JobUpdate(error_line(error), finished=True)
         finally:
             self._device.release()  # before the last update: the next job may start once it is seen
+            self.done.set()
         self.post(last)
 
     def updates(self, poll_s: float = 0.25) -> Iterator[JobUpdate]:
@@ -134,11 +139,13 @@ class JobRunner:
     def cancel(self, session: str) -> str:
         """Ask this session's job to stop; returns the line the page shows."""
         job = self._jobs.pop(session, None)
-        if job is None:
-            return "nothing to cancel"
+        if job is None or job.done.is_set():
+            return "nothing to cancel: no job of this page is running"
         job.stop.set()
         where = f" in {job.folder}" if job.folder is not None else ""
-        return f"cancelled: the job stops after its current step and keeps what it finished{where}"
+        if not job.stoppable:
+            return f"cancelling: this job cannot stop midway; it finishes writing{where or ' its run folder'} first"
+        return f"cancelling: training stops after its current step and keeps a checkpoint{where}"
 
 
 def run_dir(out: Path, label: str) -> Path:
@@ -171,6 +178,7 @@ def text_job(request: TextRequest, config: ServeConfig) -> Work:
     def work(job: Job) -> RunFolder:
         from dream3d import api
 
+        job.stoppable = True
         api.check_prompt(request.prompt)  # before a folder name is made of it
         ensure_writable_folder(config.out)
         job.folder = run_dir(config.out, request.prompt)
