@@ -18,7 +18,7 @@ INSTALL_HINTS = {
     "(needs CUDA and a compiler; dream3d falls back to its pure-PyTorch hash grid without it)",
     "nerfacc": "pip install 'dream3d[cuda]' (nerfacc renders on CUDA only; dream3d falls back to its "
     "pure-PyTorch sampler without it)",
-    "gradio": 'pip install -e ".[web]" in a dream3d clone, or pip install "gradio>=5"',
+    "gradio": 'pip install -e ".[web]" in a dream3d clone, or pip install "gradio>=6"',
 }
 CUDA_ONLY = ("tinycudann", "nerfacc")
 

@@ -118,19 +118,26 @@ def pixels(page, selector: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
 
 
-def wait_for_object(page, selector: str, empty: np.ndarray, timeout_s: float = 30) -> float:
-    """Wait until the viewer differs from its empty screenshot; returns the fraction of pixels that
-    changed by more than 40 levels (the viewer loads and draws the mesh after the job ends)."""
+def object_fraction(image: np.ndarray) -> float:
+    """Fraction of pixels more than 40 levels away from the most common colour (the background)."""
+    colours, counts = np.unique(image.reshape(-1, 3), axis=0, return_counts=True)
+    background = colours[counts.argmax()]
+    return float((np.abs(image - background).max(axis=-1) > 40).mean())
+
+
+def wait_for_object(page, selector: str, timeout_s: float = 40) -> float:
+    """Wait until the viewer's canvas shows something over its background; returns the fraction of
+    its pixels that are not background (the viewer loads and draws the mesh after the job ends)."""
+    canvas = page.locator(f"{selector} canvas")
+    canvas.wait_for(timeout=timeout_s * 1000)
     deadline = time.monotonic() + timeout_s
-    changed = 0.0
+    fraction = 0.0
     while time.monotonic() < deadline:
-        shot = pixels(page, selector)
-        if shot.shape == empty.shape:
-            changed = float((np.abs(shot - empty).max(axis=-1) > 40).mean())
-            if changed > 0.01:
-                return changed
+        fraction = object_fraction(pixels(page, f"{selector} canvas"))
+        if fraction > 0.02:
+            break
         time.sleep(0.5)
-    return changed
+    return fraction
 
 
 def video_playback(page, selector: str) -> dict:
@@ -196,9 +203,12 @@ def test_text_to_3d_shows_the_model_and_plays_the_turntable(page, server, reques
     for name in RUN_FILES:  # the CLI's run folder
         assert (folder / name).is_file(), name
 
-    changed = wait_for_object(page, "#model", empty)
-    assert changed > 0.01, f"the 3D viewer still looks empty ({changed:.3%} of pixels changed)"
+    shown = wait_for_object(page, "#model")
+    assert shown > 0.02 and shown > object_fraction(empty) + 0.01, (
+        f"the 3D viewer still looks empty: {shown:.2%} of its pixels are not background, "
+        f"{object_fraction(empty):.2%} before")
     playback = video_playback(page, "#video")
+    print(f"text-to-3D viewer: {shown:.2%} object pixels (empty viewer {object_fraction(empty):.2%}); video {playback}")
     assert playback["ready"] >= 2 and playback["positions"] >= 3 and playback["frames"] > 0, playback
     assert {"model.glb", "model.obj", "model.ply"} <= download_names(page, "#downloads")
     save_screenshot(page, "serve.png")
@@ -217,9 +227,12 @@ def test_avatar_tab_makes_a_random_avatar(page, server, requests_seen):
     folder = Path(line.removeprefix("done:").strip())
     assert folder.parent == out and (folder / "avatar.json").is_file() and (folder / "model.glb").is_file()
 
-    changed = wait_for_object(page, "#avatar-model", empty)
-    assert changed > 0.01, f"the avatar viewer still looks empty ({changed:.3%} of pixels changed)"
+    shown = wait_for_object(page, "#avatar-model")
+    assert shown > 0.02 and shown > object_fraction(empty) + 0.01, (
+        f"the avatar viewer still looks empty: {shown:.2%} of its pixels are not background, "
+        f"{object_fraction(empty):.2%} before")
     playback = video_playback(page, "#avatar-video")
+    print(f"avatar viewer: {shown:.2%} object pixels (empty viewer {object_fraction(empty):.2%}); video {playback}")
     assert playback["ready"] >= 2 and playback["positions"] >= 3 and playback["frames"] > 0, playback
     assert {"model.glb", "model.obj", "model.ply"} <= download_names(page, "#avatar-downloads")
     save_screenshot(page, "serve-avatar.png")
@@ -246,6 +259,8 @@ def test_one_job_at_a_time_with_the_queue_place_shown_and_cancel(page, server, r
     page.locator("#generate").click()
     page.wait_for_function("() => document.querySelector('#status textarea').value.startsWith('step ')",
                            timeout=JOB_TIMEOUT_MS)
+    page.locator("#render img").wait_for(timeout=30_000)  # a live render of the field being trained
+    assert "step " in page.locator("#status").inner_text()  # the progress line over the status
 
     second = page.context.new_page()  # another visitor: a session of its own
     second.goto(server[0])

@@ -22,6 +22,9 @@ def _gradio():
     module = gradio()
     if module is None:
         raise Dream3DError(f"dream3d serve needs gradio, which is not installed: {INSTALL_HINTS['gradio']}")
+    if int(module.__version__.split(".")[0]) < 6:  # the page uses gradio 6's launch(theme=, css=)
+        raise Dream3DError(f"dream3d serve needs gradio 6 or newer, found {module.__version__}: "
+                           f"{INSTALL_HINTS['gradio']}")
     return module
 
 
