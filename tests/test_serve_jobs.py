@@ -108,3 +108,11 @@ def test_serve_without_gradio_says_how_to_install_it():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert result.stderr.count("\n") == 1 and 'pip install -e ".[web]"' in result.stderr, result.stderr
+
+
+def test_serve_checks_its_flags_before_serving():
+    result = run_cli("serve", "--set", "nosuch.field=3", "--out", "/nonexistent-dream3d/never-created")
+    assert result.returncode == 2 and result.stderr.startswith("dream3d: error: --set nosuch.field=3: unknown field")
+    assert result.stderr.count("\n") == 1
+    result = run_cli("serve", "--port", "0")
+    assert result.returncode == 2 and result.stderr.strip() == "dream3d: error: --port must be between 1 and 65535, got 0"

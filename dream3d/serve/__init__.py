@@ -7,7 +7,7 @@ with its analytics off: the page makes no request beyond the machine it is serve
 """
 from __future__ import annotations
 
-from dream3d.errors import Dream3DError
+from dream3d.errors import Dream3DError, UsageError
 from dream3d.serve.jobs import JobRunner, ServeConfig
 
 __all__ = ["ServeConfig", "build", "serve"]
@@ -30,9 +30,15 @@ def _gradio():
 
 def build(config: ServeConfig):
     """The page (a gradio Blocks with its queue: one job at a time), not yet launched."""
+    from dream3d.config import RunConfig, apply_overrides
+    from dream3d.configtools import parse_set_option
     from dream3d.runfolder import ensure_writable_folder
     from dream3d.serve.page import build_page
 
+    if not 0 < config.port < 65536:
+        raise UsageError(f"--port must be between 1 and 65535, got {config.port}")
+    # A bad --set fails now, not in every job.
+    apply_overrides(RunConfig(), [(f"--set {s}", parse_set_option(s)) for s in config.overrides])
     gr = _gradio()
     ensure_writable_folder(config.out)
     page = build_page(gr, config, JobRunner())
