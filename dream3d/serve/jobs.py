@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import queue
+import shlex
 import threading
 import time
 import traceback
@@ -296,7 +297,7 @@ def avatar_job(request: AvatarRequest, config: ServeConfig) -> Work:
         command = avatar_command()
         ensure_writable_folder(config.out)
         job.folder = Path(argv[argv.index("--out") + 1])
-        job.post(JobUpdate(f"making the avatar: dream3d avatar {' '.join(argv)}", 0.0))
+        job.post(JobUpdate(f"making the avatar: dream3d avatar {shlex.join(argv)}", 0.0))
         code = command(argv)
         if code != 0:
             raise Dream3DError(f"dream3d avatar exited with status {code}; see the server log")
