@@ -260,7 +260,6 @@ def test_one_job_at_a_time_with_the_queue_place_shown_and_cancel(page, server, r
     page.wait_for_function("() => document.querySelector('#status textarea').value.startsWith('step ')",
                            timeout=JOB_TIMEOUT_MS)
     page.locator("#render img").wait_for(timeout=30_000)  # a live render of the field being trained
-    assert "step " in page.locator("#status").inner_text()  # the progress line over the status
 
     second = page.context.new_page()  # another visitor: a session of its own
     second.goto(server[0])
