@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
@@ -30,6 +31,10 @@ from dream3d.config import (
 from dream3d.configtools import parse_set_option
 from dream3d.errors import DeviceError, Dream3DError, UsageError
 from dream3d.runfolder import RunFolder, default_run_dir, ensure_writable_folder, find_run_folder, prepare_run_folder
+
+if TYPE_CHECKING:
+    from dream3d.fields import Field
+    from dream3d.train import StepReport
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,18 @@ class Run:
     @property
     def glb(self) -> Path:
         return self.folder.glb
+
+
+@dataclass(frozen=True)
+class StepUpdate:
+    """What `generate(on_step=...)` hands its callback after every training step (the web page
+    shows the step and a render of the field from it)."""
+
+    report: StepReport
+    config: RunConfig
+    folder: RunFolder
+    field: Field
+    """The field being trained: read it under torch.no_grad(), never change it."""
 
 
 # ----------------------------------------------------------------------------- validation
@@ -159,11 +176,14 @@ def generate(
     overrides: Sequence[str] = (),
     progress: bool = True,
     stop_after: int | None = None,
+    on_step: Callable[[StepUpdate], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> Run:
     """Text to 3D: train a field against the prior, then write meshes, video, preview.
 
     overrides: `key=value` strings, as the CLI's --set. stop_after: simulate Ctrl-C after that
-    many steps (raises TrainingInterrupted with the checkpoint saved).
+    many steps (raises TrainingInterrupted with the checkpoint saved). on_step: called after
+    every step. stop: set it from another thread to stop training as Ctrl-C does.
     """
     flags: dict[str, Any] = {}
     if prior is not None:
@@ -180,10 +200,11 @@ def generate(
         flags["prompts"] = {"negative_prompt": negative_prompt}
     config, torch_device = resolve_config(prompt, preset, flags, overrides)
     return _run(config, torch_device, Path(out) if out is not None else default_run_dir(config.prompt),
-                progress=progress, stop_after=stop_after)
+                progress=progress, stop_after=stop_after, on_step=on_step, stop=stop)
 
 
-def _run(config: RunConfig, device: torch.device, out: Path, progress: bool, stop_after: int | None) -> Run:
+def _run(config: RunConfig, device: torch.device, out: Path, progress: bool, stop_after: int | None,
+         on_step: Callable[[StepUpdate], None] | None = None, stop: threading.Event | None = None) -> Run:
     from dream3d.prompts import build_prompt_embeddings
     from dream3d.train import init_state, train
 
@@ -197,8 +218,16 @@ def _run(config: RunConfig, device: torch.device, out: Path, progress: bool, sto
     # 3. Train.
     embeddings = build_prompt_embeddings(prior, config.prompt, config.prompts)
     state = init_state(config, device)
+    bar = _progress_bar(config.train.steps, 0) if progress else None
+
+    def report_step(report: StepReport) -> None:
+        if bar is not None:
+            bar(report)
+        if on_step is not None:
+            on_step(StepUpdate(report, config, folder, state.field))
+
     state = train(config, prior, embeddings, state, folder.checkpoint, folder.metrics,
-                  on_step=_progress_bar(config.train.steps, 0) if progress else None, stop_after=stop_after)
+                  on_step=report_step, stop_after=stop_after, stop=stop)
     del prior
     # 4. Meshes, preview, video.
     files = finish_run(folder, config, state.field, state.occupancy)

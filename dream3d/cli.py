@@ -5,6 +5,7 @@
     dream3d export RUN --format glb       re-export the mesh of a finished run
     dream3d video RUN                     re-render the turntable of a run
     dream3d sample "prompt"               a grid of 2D samples from the prior
+    dream3d serve [--port 7860]           a local web page (needs the [web] extra)
 """
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from pathlib import Path
 from typing import NoReturn, Sequence
 
 from dream3d.errors import Dream3DError, UsageError
+from dream3d.plugins import find_plugin
 
-SUBCOMMANDS = ("generate", "resume", "export", "video", "sample")
+SUBCOMMANDS = ("generate", "resume", "export", "video", "sample", "serve")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,27 +89,26 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
                         help="add the prior's noise-aware classifier guidance at this scale (default off)")
     _add_common(sample)
     parsers["sample"] = sample
+
+    from dream3d.serve.jobs import ServeConfig  # its defaults are the flags' defaults
+
+    served = ServeConfig()
+    serve = _Parser(prog="dream3d serve", description="A local web page: text to 3D and avatars, in a 3D viewer.")
+    serve.add_argument("--host", default=served.host, help=f"address to listen on (default {served.host})")
+    serve.add_argument("--port", type=int, default=served.port, help=f"port (default {served.port})")
+    serve.add_argument("--out", type=Path, default=served.out, help=f"folder of the jobs' run folders (default {served.out})")
+    serve.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="config override for every text-to-3D job, as dream3d --set (repeatable)")
+    serve.add_argument("--avatar-args", default="", metavar="FLAGS",
+                       help='extra flags for every avatar job, e.g. "--size 64 --frames 24"')
+    serve.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parsers["serve"] = serve
     return parsers
-
-
-PLUGIN_GROUP = "dream3d.subcommands"
-"""Entry-point group of subcommands that other packages add (e.g. `avatar` from the avatars
-package, which may import dream3d while dream3d never imports it). Each entry point is a
-`main(argv: list[str]) -> int` that raises Dream3DError for bad input."""
-
-
-def _plugin(name: str):
-    from importlib.metadata import entry_points
-
-    for entry in entry_points(group=PLUGIN_GROUP):
-        if entry.name == name:
-            return entry.load()
-    return None
 
 
 def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] not in SUBCOMMANDS and not argv[0].startswith("-"):
-        plugin = _plugin(argv[0])
+        plugin = find_plugin(argv[0])
         if plugin is not None:
             return plugin(argv[1:])
     from dream3d import api  # imported here so `dream3d --help` stays fast
@@ -129,6 +130,13 @@ def _dispatch(argv: list[str]) -> int:
     elif command == "video":
         for path in api.video_run(args.run, frames=args.frames, size=args.size, device=args.device):
             print(path)
+    elif command == "serve":
+        import shlex
+
+        from dream3d.serve import ServeConfig, serve
+
+        serve(ServeConfig(host=args.host, port=args.port, out=args.out, overrides=tuple(args.overrides),
+                          avatar_flags=tuple(shlex.split(args.avatar_args))))
     elif command == "sample":
         print(api.sample_prior(args.prompt, args.out, prior=args.prior, num=args.num, seed=args.seed,
                                steps=args.steps, guidance=args.guidance, device=args.device,

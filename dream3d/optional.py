@@ -1,4 +1,4 @@
-"""The one place that probes optional heavy dependencies: CUDA, tinycudann, nerfacc.
+"""The one place that probes optional heavy dependencies: CUDA, tinycudann, nerfacc, gradio.
 
 Everything else asks here and imports lazily, so `import dream3d` never pulls them in and a
 missing package produces an install hint instead of an ImportError deep in a stack.
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 import warnings
 from types import ModuleType
 
@@ -17,7 +18,9 @@ INSTALL_HINTS = {
     "(needs CUDA and a compiler; dream3d falls back to its pure-PyTorch hash grid without it)",
     "nerfacc": "pip install 'dream3d[cuda]' (nerfacc renders on CUDA only; dream3d falls back to its "
     "pure-PyTorch sampler without it)",
+    "gradio": 'pip install -e ".[web]" in a dream3d clone, or pip install "gradio>=6"',
 }
+CUDA_ONLY = ("tinycudann", "nerfacc")
 
 
 class MissingDependencyError(RuntimeError):
@@ -46,11 +49,19 @@ def nerfacc() -> ModuleType | None:
     return _try_import("nerfacc") if cuda_available() else None
 
 
+def gradio() -> ModuleType | None:
+    """The gradio module (the web page of `dream3d serve`), else None. Its usage analytics are
+    switched off before the import (gradio reads the variable then): the page stays on localhost."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    return _try_import("gradio")
+
+
 def require(name: str) -> ModuleType:
     """Import an optional dependency that the user asked for, or explain how to install it."""
-    module = {"tinycudann": tinycudann, "nerfacc": nerfacc}[name]()
+    module = {"tinycudann": tinycudann, "nerfacc": nerfacc, "gradio": gradio}[name]()
     if module is None:
-        reason = "CUDA is not available" if not cuda_available() else f"{name} is not installed"
+        cuda_missing = name in CUDA_ONLY and not cuda_available()
+        reason = "CUDA is not available" if cuda_missing else f"{name} is not installed"
         raise MissingDependencyError(f"{name} was requested but {reason}. Install: {INSTALL_HINTS[name]}")
     return module
 

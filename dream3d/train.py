@@ -257,11 +257,14 @@ def train(
     metrics_path: Path | None = None,
     on_step: Callable[[StepReport], None] | None = None,
     stop_after: int | None = None,
+    stop: threading.Event | None = None,
 ) -> TrainState:
     """Run steps state.step .. config.train.steps, checkpointing as configured.
 
     stop_after: stop (with a checkpoint) once this many steps are done, as if interrupted;
-    tests use it to simulate Ctrl-C at a known step. Raises TrainingInterrupted on Ctrl-C.
+    tests use it to simulate Ctrl-C at a known step. stop: set from another thread (the web
+    page's Cancel, which cannot send SIGINT to a worker thread) to stop as Ctrl-C does.
+    Raises TrainingInterrupted on Ctrl-C.
     """
     total = config.train.steps
     state.field.train()
@@ -281,7 +284,8 @@ def train(
                 )
             if report.step % config.train.checkpoint_every == 0 and report.step < total:
                 save_checkpoint(checkpoint_path, config, state)
-            if interrupt.requested or (stop_after is not None and report.step >= stop_after and report.step < total):
+            stopped = stop is not None and stop.is_set() and report.step < total
+            if interrupt.requested or stopped or (stop_after is not None and report.step >= stop_after and report.step < total):
                 save_checkpoint(checkpoint_path, config, state)
                 raise TrainingInterrupted(
                     f"interrupted at step {report.step}/{total}; checkpoint saved to {checkpoint_path}; "
