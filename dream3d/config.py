@@ -97,7 +97,7 @@ class TrainConfig:
     """Optimiser and learning-rate schedule."""
     shading: ShadingConfig = field(default_factory=ShadingConfig)
     """Shading of the training renders."""
-    occupancy: OccupancyGridConfig = field(default_factory=lambda: OccupancyGridConfig(update_every=16, warmup_steps=32))
+    occupancy: OccupancyGridConfig = field(default_factory=lambda: OccupancyGridConfig(warmup_steps=32))
     """Empty-space skipping, refreshed from the field as it trains."""
     checkpoint_every: int = 100
     """Save a checkpoint every this many steps (and at the end, and on Ctrl-C)."""
@@ -125,14 +125,12 @@ class RunConfig:
     cameras: CameraSamplingConfig = field(default_factory=CameraSamplingConfig)
     """Training cameras: the distribution the bundled prior was trained on."""
     triplane: TriplaneFieldConfig = field(
-        default_factory=lambda: TriplaneFieldConfig(
-            resolution=64, decoder=TriplaneDecoderConfig(channels=16, hidden_dim=32, blob=SDS_BLOB)
-        )
+        default_factory=lambda: TriplaneFieldConfig(decoder=TriplaneDecoderConfig(blob=SDS_BLOB))
     )
-    """The tri-plane field."""
+    """The tri-plane field, starting from the score-distillation blob."""
     nerf: HashGridFieldConfig = field(default_factory=lambda: HashGridFieldConfig(blob=SDS_BLOB))
-    """The hash-grid field."""
-    render: RenderConfig = field(default_factory=lambda: RenderConfig(num_samples=64, compute_normals=True))
+    """The hash-grid field, starting from the score-distillation blob."""
+    render: RenderConfig = field(default_factory=lambda: RenderConfig(compute_normals=True))
     """Volume rendering of the training views."""
     background: RandomSolidConfig = field(default_factory=RandomSolidConfig)
     """Training backgrounds: a random solid colour per view, as in the prior's training images."""
