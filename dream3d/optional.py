@@ -1,4 +1,4 @@
-"""The one place that probes optional heavy dependencies: CUDA, tinycudann, nerfacc.
+"""The one place that probes optional heavy dependencies: CUDA, tinycudann, nerfacc, ray.
 
 Everything else asks here and imports lazily, so `import dream3d` never pulls them in and a
 missing package produces an install hint instead of an ImportError deep in a stack.
@@ -17,6 +17,7 @@ INSTALL_HINTS = {
     "(needs CUDA and a compiler; dream3d falls back to its pure-PyTorch hash grid without it)",
     "nerfacc": "pip install 'dream3d[cuda]' (nerfacc renders on CUDA only; dream3d falls back to its "
     "pure-PyTorch sampler without it)",
+    "ray": "pip install 'dream3d[batch]' (or pip install 'ray>=2.9')",
 }
 
 
@@ -44,6 +45,11 @@ def tinycudann() -> ModuleType | None:
 def nerfacc() -> ModuleType | None:
     """The nerfacc module when it is installed and CUDA is present (its kernels are CUDA-only)."""
     return _try_import("nerfacc") if cuda_available() else None
+
+
+def ray() -> ModuleType | None:
+    """The ray module (the engine of `dream3d batch`) when it is installed, else None."""
+    return _try_import("ray")
 
 
 def require(name: str) -> ModuleType:
