@@ -95,21 +95,32 @@ def run_batch(config: BatchConfig, job_fn: JobFunction = run_job) -> BatchResult
     _check_numbers(config)
     jobs = make_jobs(read_prompt_file(config.prompts), config.common)
     address = resolve_address(config.address, config.connect_timeout_s) if config.address is not None else None
-    validate_jobs(jobs, config.prompts)
-    root = ensure_writable_folder(config.out).resolve()
+    validate_jobs(jobs, config.common, config.prompts)
+    root = Path(config.out).expanduser().resolve()
+    created = not root.exists()
+    ensure_writable_folder(root)
     manifest = Manifest(root, jobs)
     todo = [job for job in jobs if not is_finished(manifest[job.key], root)]
     skipped = len(jobs) - len(todo)
-    print(f"batch: {len(jobs)} prompt(s), {skipped} already done, {len(todo)} to run -> {root}", file=sys.stderr)
-    for job in todo:
-        manifest.set(JobRecord.pending(job) if manifest[job.key].status is JobStatus.DONE else manifest[job.key])
-    manifest.write()
-    if todo:
+    plan = f"batch: {len(jobs)} prompt(s), {skipped} already done, {len(todo)} to run -> {root}"
+    if not todo:
+        print(plan, file=sys.stderr)
+    else:
         local_cpus = (config.workers or max(1, (os.cpu_count() or 1) // config.threads_per_job)) * config.threads_per_job
         with ray_session(ray, address, local_cpus):
-            gpus = config.gpus_per_job if config.gpus_per_job is not None else (1.0 if cluster_gpus(ray) > 0 else 0.0)
-            slots = job_slots(ray, config.threads_per_job, gpus)
+            try:
+                gpus = config.gpus_per_job if config.gpus_per_job is not None else (1.0 if cluster_gpus(ray) > 0 else 0.0)
+                slots = job_slots(ray, config.threads_per_job, gpus)
+            except Dream3DError:
+                if created:
+                    _remove_if_empty(root)  # a cluster that cannot run the jobs leaves no batch folder behind
+                raise
             at_once = min(slots, config.workers) if config.workers else slots
+            print(f"{plan}, {at_once} at a time", file=sys.stderr)
+            for job in todo:
+                if manifest[job.key].status is JobStatus.DONE:  # done, but its outputs were deleted
+                    manifest.set(JobRecord.pending(job))
+            manifest.write()
             try:
                 _schedule(ray, config, root, manifest, todo, job_fn, gpus, at_once)
             except KeyboardInterrupt:
@@ -127,6 +138,13 @@ def run_batch(config: BatchConfig, job_fn: JobFunction = run_job) -> BatchResult
     return result
 
 
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
 def _check_numbers(config: BatchConfig) -> None:
     if config.threads_per_job < 1:
         raise UsageError(f"--threads-per-job must be >= 1, got {config.threads_per_job}")
@@ -138,20 +156,23 @@ def _check_numbers(config: BatchConfig) -> None:
         raise UsageError(f"--max-retries must be >= 0, got {config.max_retries}")
 
 
-def validate_jobs(jobs: list[BatchJob], prompts: Path) -> None:
-    """Resolve every distinct job config once (preset, prior, --set, steps) so that a typo fails in
-    a second, not after the first jobs have run. Resolved for the CPU: workers pick their own device."""
+def validate_jobs(jobs: list[BatchJob], common: JobSettings, prompts: Path) -> None:
+    """Resolve the common flags, then every distinct job config, once (preset, prior, --set, steps),
+    so that a typo fails in a second, not after the first jobs have run. Resolved for the CPU:
+    workers pick their own device."""
     from dream3d.api import resolve_config, run_flags
 
-    seen: set[JobSettings] = set()
+    def resolve(prompt: str, s: JobSettings) -> None:
+        resolve_config(prompt, s.preset, run_flags(prior=s.prior, steps=s.steps, seed=s.seed, device="cpu"), s.overrides)
+
+    resolve(jobs[0].prompt, common)  # a bad common flag is not any one line's fault
+    seen = {common}
     for job in jobs:
-        s = job.settings
-        if s in seen:
+        if job.settings in seen:
             continue
-        seen.add(s)
+        seen.add(job.settings)
         try:
-            resolve_config(job.prompt, s.preset, run_flags(prior=s.prior, steps=s.steps, seed=s.seed, device="cpu"),
-                           s.overrides)
+            resolve(job.prompt, job.settings)
         except Dream3DError as error:
             raise type(error)(f"{prompts}:{job.line}: {error}") from None
 
@@ -202,6 +223,10 @@ def _ended(ray, ref, record: JobRecord, retries: int) -> JobRecord:
         reason = type(error).__name__
         return record.ended(JobStatus.FAILED, None, f"its worker died {retries + 1} time(s) ({reason}); "
                             "see the Ray logs (/tmp/ray/session_latest/logs) or give each job more memory")
+    except ray.exceptions.RayTaskError as error:  # raised outside run_job's own capture (another job_fn)
+        cause = error.cause
+        message = str(cause) if isinstance(cause, Dream3DError) else f"internal error: {type(cause).__name__}: {cause}"
+        return record.ended(JobStatus.FAILED, None, message)
     except ray.exceptions.RayError as error:
         return record.ended(JobStatus.FAILED, None, f"Ray error: {' '.join(str(error).split())[:300]}")
     status = JobStatus.DONE if outcome.error is None else JobStatus.FAILED
