@@ -13,8 +13,9 @@ from dream3d.errors import Dream3DError, UsageError
 
 
 def resolve_address(address: str, timeout_s: float) -> str:
-    """'auto', HOST:PORT or ray://HOST:PORT -> the address for ray.init, once a TCP connect shows that
-    something listens there (ray.init on a silent address hangs for minutes)."""
+    """Check that something listens at `address` ('auto', HOST:PORT or ray://HOST:PORT) with a TCP
+    connect, because ray.init on a silent address hangs for minutes; returns `address` for ray.init
+    ('auto' stays 'auto': only then does Ray send this machine's auth token by itself)."""
     resolved = address
     if address == "auto":
         resolved = _find_local_cluster()
@@ -32,7 +33,7 @@ def resolve_address(address: str, timeout_s: float) -> str:
         reason = "timed out" if isinstance(error, TimeoutError) else (error.strerror or str(error))
         raise Dream3DError(f"nothing answers at {host}:{port} (--address {address}): {reason}; start the cluster "
                            "there with `ray start --head`, or leave --address out to run on this machine") from None
-    return resolved
+    return address
 
 
 def _find_local_cluster() -> str | None:
@@ -61,8 +62,12 @@ def ray_session(ray: ModuleType, address: str | None, num_cpus: int) -> Iterator
         else:
             ray.init(address=address, **options)
     except (ConnectionError, RuntimeError, ValueError) as error:
-        raise Dream3DError(f"Ray could not {'start' if address is None else f'connect to {address}'}: "
-                           f"{' '.join(str(error).split())[:300]}") from None
+        if address is None:
+            raise Dream3DError(f"Ray could not start: {' '.join(str(error).split())[:300]}") from None
+        raise Dream3DError(
+            f"Ray could not connect to {address}: {' '.join(str(error).split())[:200]}; if the cluster uses token "
+            "authentication (Ray's default), set RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN, from "
+            "`ray get-auth-token` on the head node), or run with --address auto on the head node") from None
     try:
         yield True
     finally:
