@@ -93,7 +93,9 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
 
 
 def _batch_parser() -> argparse.ArgumentParser:
-    """Flags left at None fall back to dream3d.batch.BatchConfig's defaults (kept there only)."""
+    """Flags left at None fall back to BatchConfig's defaults (kept there only; the help quotes them)."""
+    from dream3d.batch.driver import BatchConfig  # light: Ray and torch are imported only when a batch runs
+
     batch = _Parser(prog="dream3d batch", description="Run many prompts as Ray tasks, one run folder each. "
                     "Running the same command again skips finished prompts and retries failed ones.")
     batch.add_argument("prompts", type=Path, help="prompt file: .txt (one per line), .csv or .jsonl "
@@ -107,12 +109,13 @@ def _batch_parser() -> argparse.ArgumentParser:
     batch.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field of every prompt (repeatable)")
     batch.add_argument("--address", default=None,
-                       help="Ray cluster: HOST:PORT, ray://HOST:PORT or auto (default: a Ray on this machine)")
+                       help="Ray cluster: HOST:PORT or auto (the cluster `ray start --head` started here; default: "
+                       "a private Ray on this machine for this batch)")
     batch.add_argument("--workers", type=int, default=None, help="jobs at once (default: as many as CPUs/GPUs allow)")
-    batch.add_argument("--threads-per-job", type=int, default=None, help="CPU threads of each job (default 1)")
+    batch.add_argument("--threads-per-job", type=int, default=None, help=f"CPU threads of each job (default {BatchConfig.threads_per_job})")
     batch.add_argument("--gpus-per-job", type=float, default=None,
                        help="GPUs of each job (default: 1 when the cluster has GPUs, else 0)")
-    batch.add_argument("--max-retries", type=int, default=None, help="reruns of a job whose worker died (default 2)")
+    batch.add_argument("--max-retries", type=int, default=None, help=f"reruns of a job whose worker died (default {BatchConfig.max_retries})")
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
     batch.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     return batch

@@ -13,7 +13,7 @@ from dream3d.errors import Dream3DError, UsageError
 
 
 def resolve_address(address: str, timeout_s: float) -> str:
-    """Check that something listens at `address` ('auto', HOST:PORT or ray://HOST:PORT) with a TCP
+    """Check that something listens at `address` ('auto' or HOST:PORT) with a TCP
     connect, because ray.init on a silent address hangs for minutes; returns `address` for ray.init
     ('auto' stays 'auto': only then does Ray send this machine's auth token by itself)."""
     resolved = address
@@ -26,7 +26,7 @@ def resolve_address(address: str, timeout_s: float) -> str:
     host, _, port = resolved.removeprefix("ray://").rpartition(":")
     host = host.strip("[]")
     if not host or not port.isdigit():
-        raise UsageError(f"--address {address}: expected HOST:PORT, ray://HOST:PORT or auto")
+        raise UsageError(f"--address {address}: expected HOST:PORT or auto")
     try:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
     except OSError as error:

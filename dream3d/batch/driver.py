@@ -35,14 +35,15 @@ class BatchConfig:
     common: JobSettings = field(default_factory=JobSettings)
     """--steps/--seed/--preset/--prior/--set for every prompt (a prompt's own value wins)."""
     address: str | None = None
-    """Ray cluster: HOST:PORT, ray://HOST:PORT or 'auto' (the cluster `ray start --head` started
+    """Ray cluster: HOST:PORT or 'auto' (the cluster `ray start --head` started
     on this machine); None starts a private Ray on this machine for the batch."""
     workers: int | None = None
     """Jobs at once. None: as many as the CPUs (and GPUs) allow: on this machine
     cpu_count // threads_per_job, on a cluster whatever its nodes hold."""
     threads_per_job: int = 1
-    """CPUs Ray reserves for each job, and torch's thread count in it. One thread per job gives the
-    most prompts per hour on a CPU (training steps scale poorly past a few threads)."""
+    """CPUs Ray reserves for each job, and torch's thread count in it. One by default: a CPU makes
+    more small assets per hour running one-thread jobs side by side than giving each job every
+    core (scripts/bench_batch.py measures both)."""
     gpus_per_job: float | None = None
     """GPUs per job (fractions share a GPU). None: 1 when the cluster has GPUs, else 0 (CPU jobs)."""
     max_retries: int = 2
