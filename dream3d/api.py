@@ -185,6 +185,23 @@ def generate(
     many steps (raises TrainingInterrupted with the checkpoint saved). on_step: called after
     every step. stop: set it from another thread to stop training as Ctrl-C does.
     """
+    flags = run_flags(prior=prior, steps=steps, seed=seed, representation=representation, device=device,
+                      negative_prompt=negative_prompt)
+    config, torch_device = resolve_config(prompt, preset, flags, overrides)
+    return _run(config, torch_device, Path(out) if out is not None else default_run_dir(config.prompt),
+                progress=progress, stop_after=stop_after, on_step=on_step, stop=stop)
+
+
+def run_flags(
+    *,
+    prior: str | Path | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    representation: str | None = None,
+    device: str | None = None,
+    negative_prompt: str | None = None,
+) -> dict[str, Any]:
+    """The CLI flags that were given, as the config override layer `resolve_config` takes."""
     flags: dict[str, Any] = {}
     if prior is not None:
         flags["prior"] = str(prior)
@@ -198,9 +215,7 @@ def generate(
         flags["train"] = {"steps": steps}
     if negative_prompt is not None:
         flags["prompts"] = {"negative_prompt": negative_prompt}
-    config, torch_device = resolve_config(prompt, preset, flags, overrides)
-    return _run(config, torch_device, Path(out) if out is not None else default_run_dir(config.prompt),
-                progress=progress, stop_after=stop_after, on_step=on_step, stop=stop)
+    return flags
 
 
 def _run(config: RunConfig, device: torch.device, out: Path, progress: bool, stop_after: int | None,

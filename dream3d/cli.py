@@ -6,6 +6,7 @@
     dream3d video RUN                     re-render the turntable of a run
     dream3d sample "prompt"               a grid of 2D samples from the prior
     dream3d serve [--port 7860]           a local web page (needs the [web] extra)
+    dream3d batch prompts.txt --out DIR   many prompts on Ray (local or a cluster)
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import NoReturn, Sequence
 from dream3d.errors import Dream3DError, UsageError
 from dream3d.plugins import find_plugin
 
-SUBCOMMANDS = ("generate", "resume", "export", "video", "sample", "serve")
+SUBCOMMANDS = ("generate", "resume", "export", "video", "sample", "serve", "batch")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -103,7 +104,50 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
                        help='extra flags for every avatar job, e.g. "--size 64 --frames 24"')
     serve.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     parsers["serve"] = serve
+    parsers["batch"] = _batch_parser()
     return parsers
+
+
+def _batch_parser() -> argparse.ArgumentParser:
+    """Flags left at None fall back to BatchConfig's defaults (kept there only; the help quotes them)."""
+    from dream3d.batch.driver import BatchConfig  # light: Ray and torch are imported only when a batch runs
+
+    batch = _Parser(prog="dream3d batch", description="Run many prompts as Ray tasks, one run folder each. "
+                    "Running the same command again skips finished prompts and retries failed ones.")
+    batch.add_argument("prompts", type=Path, help="prompt file: .txt (one per line), .csv or .jsonl "
+                       "(columns/keys: prompt, and optional seed, steps, preset, prior)")
+    batch.add_argument("--out", type=Path, required=True,
+                       help="batch folder: run folders, batch.jsonl, summary.csv, contact_sheet.png")
+    batch.add_argument("--prior", default=None, help="diffusion prior for every prompt (default: the bundled prior)")
+    batch.add_argument("--steps", type=int, default=None, help="optimisation steps for every prompt")
+    batch.add_argument("--seed", type=int, default=None, help="random seed for every prompt")
+    batch.add_argument("--preset", default=None, help="a preset from configs/ for every prompt")
+    batch.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config field of every prompt (repeatable)")
+    batch.add_argument("--address", default=None,
+                       help="Ray cluster: HOST:PORT or auto (the cluster `ray start --head` started here; default: "
+                       "a private Ray on this machine for this batch)")
+    batch.add_argument("--workers", type=int, default=None, help="jobs at once (default: as many as CPUs/GPUs allow)")
+    batch.add_argument("--threads-per-job", type=int, default=None, help=f"CPU threads of each job (default {BatchConfig.threads_per_job})")
+    batch.add_argument("--gpus-per-job", type=float, default=None,
+                       help="GPUs of each job (default: 1 when the cluster has GPUs, else 0)")
+    batch.add_argument("--max-retries", type=int, default=None, help=f"reruns of a job whose worker died (default {BatchConfig.max_retries})")
+    batch.add_argument("--quiet", action="store_true", help="no progress bar")
+    batch.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    return batch
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    from dream3d.batch import BatchConfig, JobSettings, run_batch
+
+    given = {name: getattr(args, name) for name in ("address", "workers", "threads_per_job", "gpus_per_job", "max_retries")
+             if getattr(args, name) is not None}
+    common = JobSettings(seed=args.seed, steps=args.steps, preset=args.preset, prior=args.prior,
+                         overrides=tuple(args.overrides))
+    result = run_batch(BatchConfig(prompts=args.prompts, out=args.out, common=common, progress=not args.quiet, **given))
+    print(f"done: {len(result.records)} prompts in {result.root} ({result.skipped} from an earlier run); "
+          f"contact sheet: {result.contact_sheet}")
+    return 0
 
 
 def _dispatch(argv: list[str]) -> int:
@@ -141,6 +185,8 @@ def _dispatch(argv: list[str]) -> int:
         print(api.sample_prior(args.prompt, args.out, prior=args.prior, num=args.num, seed=args.seed,
                                steps=args.steps, guidance=args.guidance, device=args.device,
                                classifier_scale=args.classifier_scale))
+    elif command == "batch":
+        return _run_batch(args)
     return 0
 
 

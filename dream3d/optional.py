@@ -1,4 +1,4 @@
-"""The one place that probes optional heavy dependencies: CUDA, tinycudann, nerfacc, gradio.
+"""The one place that probes optional heavy dependencies: CUDA, tinycudann, nerfacc, gradio, ray.
 
 Everything else asks here and imports lazily, so `import dream3d` never pulls them in and a
 missing package produces an install hint instead of an ImportError deep in a stack.
@@ -19,6 +19,7 @@ INSTALL_HINTS = {
     "nerfacc": "pip install 'dream3d[cuda]' (nerfacc renders on CUDA only; dream3d falls back to its "
     "pure-PyTorch sampler without it)",
     "gradio": 'pip install -e ".[web]" in a dream3d clone, or pip install "gradio>=6"',
+    "ray": "pip install 'dream3d[batch]' (or pip install 'ray>=2.9')",
 }
 CUDA_ONLY = ("tinycudann", "nerfacc")
 
@@ -54,6 +55,11 @@ def gradio() -> ModuleType | None:
     switched off before the import (gradio reads the variable then): the page stays on localhost."""
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     return _try_import("gradio")
+
+
+def ray() -> ModuleType | None:
+    """The ray module (the engine of `dream3d batch`) when it is installed, else None."""
+    return _try_import("ray")
 
 
 def require(name: str) -> ModuleType:
