@@ -9,7 +9,6 @@ half-written run folder.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import threading
 import time
@@ -385,19 +384,3 @@ def _progress_bar(total: int, done: int):
             bar.close()
 
     return update
-
-
-def generate_from_cli(args: argparse.Namespace) -> Run:
-    return generate(
-        args.prompt,
-        out=args.out,
-        prior=args.prior,
-        steps=args.steps,
-        seed=args.seed,
-        preset=args.preset,
-        representation=args.representation,
-        device=args.device,
-        negative_prompt=args.negative,
-        overrides=args.overrides,
-        progress=not args.quiet,
-    )

@@ -163,7 +163,9 @@ def _dispatch(argv: list[str]) -> int:
         command, argv = argv[0], argv[1:]
     args = parsers[command].parse_args(argv)
     if command == "generate":
-        run = api.generate_from_cli(args)
+        run = api.generate(args.prompt, out=args.out, prior=args.prior, steps=args.steps, seed=args.seed,
+                           preset=args.preset, representation=args.representation, device=args.device,
+                           negative_prompt=args.negative, overrides=args.overrides, progress=not args.quiet)
         print(f"done: {run.root}")
     elif command == "resume":
         run = api.resume(args.run, steps=args.steps, device=args.device, progress=not args.quiet)
