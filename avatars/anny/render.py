@@ -52,21 +52,41 @@ class SurfaceSamples:
     """[N, 3] float32 unit face normals."""
 
 
-def sample_surface(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, count: int, seed: int) -> SurfaceSamples:
-    """Area-weighted random points on the triangles [F, 3], colours interpolated."""
+@dataclass(frozen=True)
+class SamplePattern:
+    """Where the surface samples lie on a mesh's triangles: reusable across poses of the same mesh
+    (an animation re-poses the points instead of re-drawing them)."""
+
+    faces: np.ndarray
+    """[N, 3] int64 vertex indices of each sample's triangle."""
+    bary: np.ndarray
+    """[N, 3, 1] float64 barycentric weights."""
+
+    def apply(self, vertices: np.ndarray, colors: np.ndarray) -> SurfaceSamples:
+        """The samples on the mesh posed at `vertices` [V, 3]."""
+        tri = vertices[self.faces].astype(np.float64)  # [N, 3, 3]
+        cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        normals = cross / np.maximum(np.linalg.norm(cross, axis=1, keepdims=True), 1e-12)
+        points = (tri * self.bary).sum(1)
+        col = (colors[self.faces] * self.bary).sum(1)
+        return SurfaceSamples(points.astype(np.float32), col.astype(np.float32), normals.astype(np.float32))
+
+
+def sample_pattern(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int) -> SamplePattern:
+    """Area-weighted random sample positions on the triangles [F, 3]."""
     rng = np.random.default_rng(seed)
     tri = vertices[faces].astype(np.float64)  # [F, 3, 3]
-    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    area = np.linalg.norm(cross, axis=1)
+    area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
     pick = rng.choice(len(faces), size=count, p=area / area.sum())
     u, v = rng.random(count), rng.random(count)
     flip = u + v > 1
     u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
-    bary = np.stack([1 - u - v, u, v], 1)[:, :, None]
-    points = (tri[pick] * bary).sum(1)
-    col = (colors[faces[pick]] * bary).sum(1)
-    normals = cross[pick] / np.maximum(area[pick, None], 1e-12)
-    return SurfaceSamples(points.astype(np.float32), col.astype(np.float32), normals.astype(np.float32))
+    return SamplePattern(faces[pick], np.stack([1 - u - v, u, v], 1)[:, :, None])
+
+
+def sample_surface(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, count: int, seed: int) -> SurfaceSamples:
+    """Area-weighted random points on the triangles [F, 3], colours interpolated."""
+    return sample_pattern(vertices, faces, count, seed).apply(vertices, colors)
 
 
 def _camera(azimuth_degrees: float, config: RenderConfig):
