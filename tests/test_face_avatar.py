@@ -38,8 +38,8 @@ pytest.importorskip("anny")
 pytest.importorskip("pygltflib")
 skimage_data = pytest.importorskip("skimage.data")
 
-from avatars.face.landmarks import FaceLandmarker, LandmarkerConfig, read_face, read_image  # noqa: E402
-from dream3d.errors import UsageError  # noqa: E402
+from avatars.face.landmarks import read_face, read_image
+from dream3d.errors import UsageError
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_the_landmarker_reads_the_astronaut(reading):
     assert 30 < reading.inter_ocular() < 60
     assert len(reading.blendshapes) == 52 and reading.blendshapes["tongueOut"] == 0.0
     assert reading.blendshapes["mouthSmileLeft"] > 0.3 and reading.blendshapes["mouthSmileRight"] > 0.3  # she smiles
-    yaw, pitch, roll = reading.yaw_pitch_roll()
+    yaw, _, roll = reading.yaw_pitch_roll()
     assert abs(yaw) < 10 and abs(roll) < 10
 
 
@@ -142,20 +142,33 @@ def test_drive_reads_a_video_and_holds_missing_frames(tmp_path, astronaut):
     assert max(roll) - min(roll) > 10  # the head rolls with the video
 
 
-def test_cli_photo_and_drive_write_a_driven_rigged_avatar(tmp_path, astronaut, capsys):
-    import imageio_ffmpeg
-    import pygltflib
+@pytest.fixture(scope="module")
+def driven_run(tmp_path_factory, astronaut):
+    """`dream3d avatar --photo astronaut.png --drive clip.mp4`: (exit code, stderr, run folder)."""
+    import contextlib
+    import io
+
     from PIL import Image
 
     from dream3d import cli
 
-    photo = tmp_path / "portrait.png"
+    tmp = tmp_path_factory.mktemp("driven")
+    photo = tmp / "portrait.png"
     Image.fromarray(astronaut).save(photo)
-    clip = _clip(tmp_path / "clip.mp4", astronaut)
-    out = tmp_path / "run"
-    code = cli.main(["avatar", "--photo", str(photo), "--drive", str(clip), "--out", str(out), "--size", "48",
-                     "--frames", "2"])
-    _, err = capsys.readouterr()
+    clip = _clip(tmp / "clip.mp4", astronaut)
+    out = tmp / "run"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = cli.main(["avatar", "--photo", str(photo), "--drive", str(clip), "--out", str(out), "--size", "48",
+                         "--frames", "2"])
+    return code, err.getvalue(), out
+
+
+def test_cli_photo_and_drive_write_a_driven_rigged_avatar(driven_run):
+    import imageio_ffmpeg
+    import pygltflib
+
+    code, err, out = driven_run
     assert code == 0, err
     info = json.loads((out / "avatar.json").read_text())
     assert info["source"] == "photo (anny)" and info["fit"]["median_error_iod"] < 0.05
@@ -163,11 +176,36 @@ def test_cli_photo_and_drive_write_a_driven_rigged_avatar(tmp_path, astronaut, c
     g = pygltflib.GLTF2().load(str(out / "model.glb"))
     paths = {c.target.path for c in g.animations[0].channels}
     assert paths == {"weights", "rotation"}
-    head = [c for c in g.animations[0].channels if c.target.path == "rotation"][0].target.node
+    head = next(c for c in g.animations[0].channels if c.target.path == "rotation").target.node
     assert g.nodes[head].name == "head"
     reader = imageio_ffmpeg.read_frames(str(out / "driven.mp4"))
     meta = next(reader)
     assert meta["size"][0] > meta["size"][1] and sum(1 for _ in reader) == 12  # input | avatar, every frame
+
+
+@pytest.mark.blender
+def test_blender_plays_the_driven_animation(driven_run, tmp_path):
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from tests.test_blender import blender_env
+
+    if shutil.which("blender") is None:
+        pytest.skip("blender is not installed (apt-get install -y blender python3-numpy)")
+    code, err, out = driven_run
+    assert code == 0, err
+    report = tmp_path / "report.json"
+    script = Path(__file__).parent / "blender_drive_check.py"
+    run = subprocess.run(["blender", "-b", "--factory-startup", "--python", str(script), "--", str(out / "model.glb"),
+                          str(report)], capture_output=True, text=True, timeout=300, env=blender_env(), check=False)
+    if not report.exists():
+        pytest.fail(f"Blender wrote no report (exit {run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
+    r = json.loads(report.read_text())
+    assert r["ok"], r.get("error")
+    assert 'pose.bones["head"].rotation_quaternion' in r["fcurves"]
+    assert 'key_blocks["mouthSmileLeft"].value' in r["fcurves"]
+    assert max(r["max_move_per_frame"]) > 0.01  # the head turns by centimetres as the animation plays
 
 
 @pytest.mark.parametrize("flags, message", [

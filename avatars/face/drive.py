@@ -49,7 +49,7 @@ class DriveTrack:
         return (np.arange(len(self.weights)) / self.fps).astype(np.float32)
 
     def summary(self) -> dict:
-        return {"frames": int(len(self.weights)), "fps": round(float(self.fps), 3),
+        return {"frames": len(self.weights), "fps": round(float(self.fps), 3),
                 "frames_with_face": int(self.found.sum())}
 
 
@@ -109,7 +109,7 @@ def _resize(frame: np.ndarray, height: int) -> np.ndarray:
     from PIL import Image
 
     h, w = frame.shape[:2]
-    width = max(2, int(round(w * height / h / 2)) * 2)
+    width = max(2, round(w * height / h / 2) * 2)
     return np.asarray(Image.fromarray(frame).resize((width, height), Image.BILINEAR))
 
 
@@ -153,7 +153,7 @@ def read_drive(path: str | os.PathLike, say: Callable[[str], None] = print,
             if k == config.max_frames:
                 say(f"note: {path} is longer than {config.max_frames} frames; the rest is left out")
                 break
-            reading = landmarker.read(frame, timestamp_ms=int(round(1000 * k / fps)))
+            reading = landmarker.read(frame, timestamp_ms=round(1000 * k / fps))
             found.append(reading is not None)
             weights.append(reading.blendshape_vector() if reading else np.zeros(len(ARKIT_NAMES), np.float32))
             rotations.append(reading.pose[:3, :3] if reading else np.eye(3))
@@ -178,18 +178,32 @@ def driven_frames(avatar, track: DriveTrack, render_config) -> np.ndarray:
     """[T, H, W_in + H, 3] uint8: each input frame beside the avatar posed by the track (front view).
     The surface samples are drawn once and re-posed every frame."""
     from avatars.anny.expressions import ARKIT_NAMES
-    from avatars.anny.render import render_view, sample_pattern
+    from avatars.anny.render import animated_pattern, eye_depth_bias, render_view
 
     size = track.frames.shape[1]
     config = face_view(render_config, size)
-    pattern = sample_pattern(avatar.vertices, avatar.faces, config.sample_count(), config.seed)
+    pattern = visible_pattern(avatar, animated_pattern(avatar, config.sample_count(), config.seed), config)
     order = [avatar.morph_names.index(n) for n in ARKIT_NAMES]
+    bias = eye_depth_bias(avatar.parts)
     out = []
     for frame, w, r in zip(track.frames, track.weights, track.rotations):
         v = avatar.vertices + np.einsum("m,mvc->vc", w, avatar.morphs[order])
         posed = avatar.head_turned(v, r)
-        out.append(np.concatenate([frame, render_view(pattern.apply(posed, avatar.colors), 0.0, config)], 1))
+        out.append(np.concatenate([frame, render_view(pattern.apply(posed, avatar.colors, bias), 0.0, config)], 1))
     return np.stack(out)
+
+
+def visible_pattern(avatar, pattern, config, max_turn_degrees: float = 45.0):
+    """The samples a front camera can see while the head turns up to `max_turn_degrees`: those
+    inside the (widened) frame at rest whose rest normal is not turned away by more than that."""
+    from avatars.anny.render import project
+
+    rest = pattern.apply(avatar.vertices, avatar.colors)
+    uv = project(rest.points, 0.0, config)
+    margin = 0.15 * config.size
+    inside = ((uv > -margin) & (uv < config.size + margin)).all(1)
+    facing = rest.normals[:, 2] > -math.sin(math.radians(max_turn_degrees))
+    return pattern.subset(inside & facing)
 
 
 def face_view(render_config, size: int):

@@ -10,7 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from avatars.anny.expressions import ARKIT_NAMES
-from avatars.anny.render import RenderConfig, render_view, sample_pattern
+from avatars.anny.render import (
+    RenderConfig,
+    animated_pattern,
+    eye_depth_bias,
+    render_view,
+)
 from avatars.anny.rigged import RiggedMesh
 from avatars.face.drive import face_view
 from avatars.face.landmarks import (
@@ -85,9 +90,9 @@ def render_posed(avatar: RiggedMesh, weights: dict[str, float], yaw: float, pitc
     """[size, size, 3] uint8 front view of the avatar with these blendshapes and head rotation."""
     config = face_view(RenderConfig(), size)
     if pattern is None:
-        pattern = sample_pattern(avatar.vertices, avatar.faces, config.sample_count(), config.seed)
+        pattern = animated_pattern(avatar, config.sample_count(), config.seed)
     posed = avatar.head_turned(avatar.morphed(weights), rotation_from_yaw_pitch_roll(yaw, pitch))
-    return render_view(pattern.apply(posed, avatar.colors), 0.0, config)
+    return render_view(pattern.apply(posed, avatar.colors, eye_depth_bias(avatar.parts)), 0.0, config)
 
 
 def round_trip(avatar: RiggedMesh, config: RoundTripConfig = RoundTripConfig()) -> RoundTripResult:
@@ -95,7 +100,7 @@ def round_trip(avatar: RiggedMesh, config: RoundTripConfig = RoundTripConfig()) 
     rng = np.random.default_rng(config.seed)
     names = most_visible(avatar, config.visible)
     view = face_view(RenderConfig(), config.size)
-    pattern = sample_pattern(avatar.vertices, avatar.faces, view.sample_count(), view.seed)
+    pattern = animated_pattern(avatar, view.sample_count(), view.seed)
     truth = np.where(rng.random((config.samples, len(names))) < config.active_probability,
                      rng.uniform(0.2, 1.0, (config.samples, len(names))), 0.0)
     pose = np.stack([rng.uniform(-config.max_yaw, config.max_yaw, config.samples),
