@@ -242,3 +242,27 @@ def test_round_trip_reads_back_head_pose_and_jaw():
     errors = result.pose_errors()
     assert np.median(errors[:, 0]) < 5 and np.median(errors[:, 1]) < 5
     assert result.correlations()[result.names.index("jawOpen")] > 0.5
+
+
+def test_closed_eyelids_cover_the_eyes_in_renders():
+    """The round trip's renders must show a blink (the eyelid was see-through before the sample
+    pattern took the stretched lid's area into account)."""
+    from avatars.anny.avatar import build_avatar
+    from avatars.anny.render import RenderConfig, project
+    from avatars.engine.attributes import AvatarAttributes
+    from avatars.face.drive import face_view
+    from avatars.face.roundtrip import render_posed
+    from dream3d.evaluation import delta_e
+
+    avatar = build_avatar(AvatarAttributes())
+    skin = np.array(AvatarAttributes().skin_tone.srgb) / 255
+    sk = avatar.skeleton
+    eyes = project(np.stack([sk.world[sk.index(b)][:3, 3] for b in ("eye.L", "eye.R")]), 0.0,
+                   face_view(RenderConfig(), 256)).round().astype(int)
+    for weights, closed in (({}, False), ({"eyeBlinkLeft": 1.0, "eyeBlinkRight": 1.0}, True)):
+        image = render_posed(avatar, weights, 0.0, 0.0, 256).astype(np.float64) / 255
+        for x, y in eyes:
+            patch = image[y - 3:y + 4, x - 5:x + 6].reshape(-1, 3)  # the eye and its lids
+            not_skin = (delta_e(np.broadcast_to(skin, patch.shape), patch) > 25).mean()
+            # Open: iris, pupil and white show; closed: all lid (the rest-area pattern left 30-40 % showing).
+            assert (not_skin < 0.05) == closed, (weights, not_skin)
