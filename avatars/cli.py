@@ -172,6 +172,16 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"video {args.drive} not found: give the path of an MP4 (or any video ffmpeg reads)")
     if args.drive is not None and args.animate:
         raise UsageError("--drive and --animate both animate the avatar: give one")
+    if args.drive is not None or photo_anny:  # before any run folder is made
+        from avatars.face.landmarks import INSTALL_HINT, MediaPipeMissingError, mediapipe_installed
+
+        if not mediapipe_installed():
+            raise MediaPipeMissingError(f"--photo and --drive read faces with MediaPipe, which is not installed; "
+                                        f"install: {INSTALL_HINT}")
+    if args.drive is not None:
+        from avatars.face.drive import probe_video
+
+        probe_video(args.drive)
     if args.fitted and args.engine == "anny":
         raise UsageError("--fitted fits a tri-plane to the SDF engine; use it with --engine sdf (or no --engine)")
     if args.expression is not None:

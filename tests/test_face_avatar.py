@@ -33,6 +33,19 @@ def test_one_euro_and_hold_last_smooth_and_hold():
     assert held[:, 0].tolist() == [-1.0, 1.0, 1.0, 1.0, 4.0]
 
 
+def test_missing_mediapipe_is_one_line_with_the_install_hint(tmp_path, capsys, monkeypatch):
+    import avatars.face.landmarks as landmarks
+    from dream3d import cli
+
+    monkeypatch.setattr(landmarks, "mediapipe_installed", lambda: False)
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"anything")
+    code = cli.main(["avatar", "--random", "--drive", str(clip), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code != 0 and "pip install 'dream3d[face]'" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+
+
 mp = pytest.importorskip("mediapipe")
 pytest.importorskip("anny")
 pytest.importorskip("pygltflib")
@@ -229,6 +242,7 @@ def test_cli_bad_photo_or_video_is_one_line(tmp_path, capsys, flags, message):
     _, err = capsys.readouterr()
     assert code != 0 and message in err and len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # bad input is found before a run folder is made
 
 
 def test_round_trip_reads_back_head_pose_and_jaw():

@@ -141,6 +141,13 @@ def video_frames(path: str | os.PathLike, limit: int):
     return fps, frames()
 
 
+def probe_video(path: str | os.PathLike) -> None:
+    """Check a video can be decoded (its first frame) before anything is written; one UsageError line if not."""
+    _, frames = video_frames(path, 1)
+    if next(frames, None) is None:
+        raise UsageError(f"video {path} has no frames: give a video with at least one frame")
+
+
 def read_drive(path: str | os.PathLike, say: Callable[[str], None] = print,
                config: DriveConfig = DriveConfig()) -> DriveTrack:
     """The animation a video's face performs (see the module docstring)."""
