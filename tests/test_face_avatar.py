@@ -34,7 +34,7 @@ def test_one_euro_and_hold_last_smooth_and_hold():
 
 
 def test_missing_mediapipe_is_one_line_with_the_install_hint(tmp_path, capsys, monkeypatch):
-    import avatars.face.landmarks as landmarks
+    from avatars.face import landmarks
     from dream3d import cli
 
     monkeypatch.setattr(landmarks, "mediapipe_installed", lambda: False)

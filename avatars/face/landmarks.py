@@ -173,7 +173,7 @@ class FaceLandmarker:
         with _quiet_native_stderr():
             self._landmarker = vision.FaceLandmarker.create_from_options(options)
 
-    def __enter__(self) -> FaceLandmarker:
+    def __enter__(self) -> FaceLandmarker:  # noqa: PYI034 - Python 3.10 has no typing.Self
         return self
 
     def __exit__(self, *exc) -> None:
