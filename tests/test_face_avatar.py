@@ -196,6 +196,15 @@ def test_cli_photo_and_drive_write_a_driven_rigged_avatar(driven_run):
     assert meta["size"][0] > meta["size"][1] and sum(1 for _ in reader) == 12  # input | avatar, every frame
 
 
+def test_the_driven_glb_passes_the_gltf_validator(driven_run, tmp_path):
+    from tests.test_gltf_validator import _validate
+
+    code, err, out = driven_run
+    assert code == 0, err
+    issues = _validate(out / "model.glb", tmp_path)
+    assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"][:10]
+
+
 @pytest.mark.blender
 def test_blender_plays_the_driven_animation(driven_run, tmp_path):
     import shutil
