@@ -154,14 +154,15 @@ def read_drive(path: str | os.PathLike, say: Callable[[str], None] = print,
     from avatars.anny.expressions import ARKIT_NAMES
 
     fps, frames = video_frames(path, config.max_frames + 1)
-    weights, rotations, found, kept = [], [], [], []
-    with FaceLandmarker(LandmarkerConfig(max_faces=1, video=True)) as landmarker:
+    weights, rotations, found, kept, crowded = [], [], [], [], 0
+    with FaceLandmarker(LandmarkerConfig(video=True)) as landmarker:
         for k, frame in enumerate(frames):
             if k == config.max_frames:
                 say(f"note: {path} is longer than {config.max_frames} frames; the rest is left out")
                 break
             reading = landmarker.read(frame, timestamp_ms=round(1000 * k / fps))
             found.append(reading is not None)
+            crowded += reading is not None and reading.faces_found > 1
             weights.append(reading.blendshape_vector() if reading else np.zeros(len(ARKIT_NAMES), np.float32))
             rotations.append(reading.pose[:3, :3] if reading else np.eye(3))
             kept.append(_resize(frame, config.frame_height))
@@ -177,6 +178,8 @@ def read_drive(path: str | os.PathLike, say: Callable[[str], None] = print,
     # Smoothed, then held again: a frame without a face shows exactly the pose before it.
     w = hold_last(np.clip(one_euro(w, fps, config.min_cutoff_hz, config.beta), 0.0, 1.0), found_a, np.zeros(len(ARKIT_NAMES)))
     q = hold_last(one_euro(q, fps, config.min_cutoff_hz, config.beta), found_a, np.array([0.0, 0.0, 0.0, 1.0]))
+    if crowded:
+        say(f"note: {crowded} frames of {path} show several faces; the largest drives the avatar")
     say(f"drive: {len(kept)} frames at {fps:.1f} fps, a face in {int(found_a.sum())}")
     return DriveTrack(fps, w.astype(np.float32), _rotations(q), found_a, np.stack(kept))
 
