@@ -8,7 +8,9 @@
     dream3d avatar --random --seed 3 --out DIR --fitted   # its fitted tri-plane
     dream3d avatar "an old man with short gray hair wearing glasses" --model DIR --out DIR   # diffusion
     dream3d avatar "a young woman with long red hair" --edit "wearing a cap" --model DIR        # + OUT/edited
-    dream3d avatar --photo portrait.png --model DIR --out DIR
+    dream3d avatar --photo portrait.jpg --out DIR          # a rigged Anny avatar fitted to the photo's face
+    dream3d avatar --photo portrait.jpg --drive clip.mp4   # ... mimicking a video (driven.mp4, animated GLB)
+    dream3d avatar --photo portrait.png --photo-engine diffusion --model DIR --out DIR   # the diffusion model
 
 The run folder gets model.glb, model.obj, model.ply, preview.png, turntable.mp4, turntable.gif,
 config.yaml and avatar.json (attributes, prompt, timings). Anny avatars' model.glb is rigged
@@ -46,7 +48,14 @@ def build_parser() -> _Parser:
     p.add_argument("prompt", nargs="?", default=None,
                    help="text-to-avatar by the trained tri-plane diffusion model (see --model)")
     p.add_argument("--photo", type=Path, default=None,
-                   help="portrait image -> avatar by the diffusion model (engine-style renders work best)")
+                   help="portrait photo -> a rigged Anny avatar fitted to its face (MediaPipe landmarks; "
+                        "needs the face extra)")
+    p.add_argument("--photo-engine", choices=("anny", "diffusion"), default="anny",
+                   help="--photo: fit the Anny head to the face (default) or the tri-plane diffusion model's "
+                        "portrait encoder (made for engine-style renders)")
+    p.add_argument("--drive", type=Path, default=None, metavar="VIDEO",
+                   help="Anny avatars: mimic this video's face (blendshapes and head rotation): driven.mp4 "
+                        "side by side, and the animation in model.glb")
     p.add_argument("--edit", default=None, metavar="TEXT",
                    help='with a text prompt: also make the avatar edited by TEXT (e.g. "wearing a cap") from '
                         "the same noise, in OUT/edited")
@@ -94,6 +103,11 @@ def build_parser() -> _Parser:
     return p
 
 
+def photo_is_anny(args: argparse.Namespace) -> bool:
+    """--photo through the Anny fit (not the diffusion model)."""
+    return args.photo is not None and args.photo_engine == "anny"
+
+
 def _check_diffusion(args: argparse.Namespace) -> None:
     """A text prompt or --photo: the diffusion path's own constraints."""
     if args.prompt is not None and args.photo is not None:
@@ -118,9 +132,14 @@ def _check_diffusion(args: argparse.Namespace) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-    diffusion = args.prompt is not None or args.photo is not None
+    photo_anny = photo_is_anny(args)
+    diffusion = args.prompt is not None or (args.photo is not None and not photo_anny)
     if diffusion:
         _check_diffusion(args)
+    elif photo_anny:
+        if args.prompt is not None or args.random or args.attributes is not None or args.fitted or args.engine == "sdf":
+            raise UsageError("--photo makes the avatar from the photo; leave out the prompt, --random, --attributes, "
+                             "--fitted and --engine sdf")
     elif args.edit is not None:
         raise UsageError("--edit needs a text prompt (it changes the prompt, keeping the noise)")
     elif not args.random and args.attributes is None:
@@ -135,10 +154,24 @@ def _check(args: argparse.Namespace) -> None:
     for flag, (value, low) in minimum.items():
         if value < low:
             raise UsageError(f"{flag} must be at least {low}, got {value}")
-    rigged = args.expression is not None or args.blendshapes is not None or args.animate
+    rigged = args.expression is not None or args.blendshapes is not None or args.animate or args.drive is not None
     if rigged and (diffusion or engine_of(args) != "anny"):
-        raise UsageError("--expression, --blendshapes and --animate need an Anny avatar (--random or --attributes, "
-                         "without --fitted or --engine sdf)")
+        raise UsageError("--expression, --blendshapes, --animate and --drive need an Anny avatar (--random, "
+                         "--attributes or --photo, without --fitted or --engine sdf)")
+    if args.drive is not None and not args.drive.is_file():
+        raise UsageError(f"video {args.drive} not found: give the path of an MP4 (or any video ffmpeg reads)")
+    if args.drive is not None and args.animate:
+        raise UsageError("--drive and --animate both animate the avatar: give one")
+    if args.drive is not None or photo_anny:  # before any run folder is made
+        from avatars.face.landmarks import INSTALL_HINT, MediaPipeMissingError, mediapipe_installed
+
+        if not mediapipe_installed():
+            raise MediaPipeMissingError(f"--photo and --drive read faces with MediaPipe, which is not installed; "
+                                        f"install: {INSTALL_HINT}")
+    if args.drive is not None:
+        from avatars.face.drive import probe_video
+
+        probe_video(args.drive)
     if args.fitted and args.engine == "anny":
         raise UsageError("--fitted fits a tri-plane to the SDF engine; use it with --engine sdf (or no --engine)")
     if args.expression is not None:
@@ -178,8 +211,9 @@ def _expression(args: argparse.Namespace) -> dict[str, float]:
     return weights
 
 
-def _anny_avatar(args: argparse.Namespace, attributes, folder, say) -> tuple[list[Path], dict[str, float], dict]:
-    """Build the rigged Anny avatar and write its run folder. Returns (files, timings, extra JSON)."""
+def _anny_avatar(args: argparse.Namespace, attributes, folder, say, avatar=None) -> tuple[list[Path], dict[str, float], dict]:
+    """Build the rigged Anny avatar (unless given) and write its run folder [driven by --drive].
+    Returns (files, timings, extra JSON)."""
     from avatars.anny.avatar import build_avatar
     from avatars.anny.model import load_anny
     from avatars.anny.runfolder import RiggedExport, export_rigged
@@ -188,23 +222,32 @@ def _anny_avatar(args: argparse.Namespace, attributes, folder, say) -> tuple[lis
     t = time.perf_counter()
     load_anny(say=say)
     timings["model_load_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    avatar = build_avatar(attributes)
-    timings["build_s"] = time.perf_counter() - t
-    say(f"Anny bust: {len(avatar.vertices)} vertices, {len(avatar.faces)} triangles in {timings['build_s']:.1f}s")
+    if avatar is None:
+        t = time.perf_counter()
+        avatar = build_avatar(attributes)
+        timings["build_s"] = time.perf_counter() - t
+        say(f"Anny bust: {len(avatar.vertices)} vertices, {len(avatar.faces)} triangles in {timings['build_s']:.1f}s")
     expression = _expression(args)
+    drive, extra = None, {}
+    if args.drive is not None:
+        from avatars.face.drive import read_drive
+
+        t = time.perf_counter()
+        drive = read_drive(args.drive, say)
+        timings["drive_read_s"] = time.perf_counter() - t
+        extra["drive"] = {"video": str(args.drive), **drive.summary()}
     files, export_timings = export_rigged(folder, avatar, export_config(args),
-                                          RiggedExport(expression=expression, animate=args.animate), say)
+                                          RiggedExport(expression=expression, animate=args.animate, drive=drive), say)
     return files, timings | export_timings, {
         "expression": args.expression, "blendshapes": expression, "animate": args.animate,
-        "bones": len(avatar.skeleton.names), "morph_targets": len(avatar.morph_names)}
+        "bones": len(avatar.skeleton.names), "morph_targets": len(avatar.morph_names), **extra}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `dream3d avatar` (raises Dream3DError for bad input; the dream3d CLI prints it)."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     _check(args)
-    if args.prompt is not None or args.photo is not None:
+    if args.prompt is not None or (args.photo is not None and not photo_is_anny(args)):
         from avatars.generate import (
             run_from_cli,  # text or photo -> the diffusion model
         )
@@ -233,6 +276,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dream3d.runfolder import default_run_dir, prepare_run_folder
 
     t_start = time.perf_counter()
+    if photo_is_anny(args):
+        from avatars.face.run import photo_run
+
+        def prepare():
+            return prepare_run_folder(args.out if args.out is not None else default_run_dir(f"avatar-{args.photo.stem}"))
+
+        return photo_run(args.photo, prepare, say, _anny_avatar, args, t_start)
     given = parse_prompt(args.attributes) if args.attributes is not None else None
     if given is not None and not given.specified():
         say(f"warning: no attribute words recognised in {args.attributes!r}; every attribute is random (--seed {args.seed})")

@@ -467,7 +467,7 @@ def test_text_prompt_without_weights_is_one_line(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--photo", "NOPHOTO"], "cannot read portrait"),
+    (["--photo", "NOPHOTO", "--photo-engine", "diffusion"], "cannot read portrait"),
     (["--edit", "wearing a cap", "--random"], "--edit needs a text prompt"),
     (["an old man", "--random"], "leave them out"),
     (["an old man", "--steps", "0"], "--steps"),
@@ -562,7 +562,8 @@ def test_cli_photo(tiny_model_folder, tmp_path, capsys):
 
     photo = tmp_path / "face.png"
     iio.imwrite(photo, (torch.rand(40, 30, 3) * 255).to(torch.uint8).numpy())
-    code, stdout, err = run(["--photo", str(photo), "--model", str(tiny_model_folder), "--out", str(tmp_path / "p"),
+    code, stdout, err = run(["--photo", str(photo), "--photo-engine", "diffusion", "--model", str(tiny_model_folder),
+                             "--out", str(tmp_path / "p"),
                              *TINY_RUN], capsys)
     assert code == 0, err
     assert sum("warning: real photos are outside" in line for line in stdout.splitlines()) == 1
@@ -571,7 +572,7 @@ def test_cli_photo(tiny_model_folder, tmp_path, capsys):
 
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
-    code, _, err = run(["--photo", str(bad), "--model", str(tiny_model_folder)], capsys)
+    code, _, err = run(["--photo", str(bad), "--photo-engine", "diffusion", "--model", str(tiny_model_folder)], capsys)
     lines = err.strip().splitlines()
     assert code != 0 and len(lines) == 1 and "cannot read portrait" in lines[0]
 

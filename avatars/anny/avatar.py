@@ -4,16 +4,17 @@ from __future__ import annotations
 import numpy as np
 
 from avatars.anny.accessories import accessories
-from avatars.anny.body import BustConfig, build_bust
+from avatars.anny.body import AnnyParameters, BustConfig, build_bust
 from avatars.anny.model import AnnyModelConfig
 from avatars.anny.rigged import Part, RiggedMesh, merge
 from avatars.engine.attributes import AvatarAttributes
 
 
 def build_avatar(attributes: AvatarAttributes, config: BustConfig = BustConfig(),
-                 model_config: AnnyModelConfig = AnnyModelConfig()) -> RiggedMesh:
-    """One rigged, coloured avatar bust in the world frame (origin at the bottom of the bust)."""
-    bust = build_bust(attributes, config, model_config)
+                 model_config: AnnyModelConfig = AnnyModelConfig(), params: AnnyParameters | None = None) -> RiggedMesh:
+    """One rigged, coloured avatar bust in the world frame (origin at the bottom of the bust);
+    `params` replaces the Anny shape the attributes imply (a face fitted to a photo)."""
+    bust = build_bust(attributes, config, model_config, params)
     worn = accessories(bust, attributes)
     # The cut is under the shirt: paint it the shirt's colour.
     colors = bust.colors.copy()

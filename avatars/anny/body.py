@@ -184,18 +184,25 @@ def _trim_skeleton(names: list[str], parents: list[int], world: np.ndarray, weig
     return skeleton, weights[:, order]
 
 
+def bust_origin(heads: np.ndarray, neck01: int, config: BustConfig = BustConfig()) -> np.ndarray:
+    """[3] where the bust's origin lies in `rest_body`'s frame (the chest cut's centre under the neck)."""
+    neck = heads[neck01]
+    return np.array([0.0, neck[1] - config.cut_below_neck, neck[2]])
+
+
 def build_bust(attributes: AvatarAttributes, config: BustConfig = BustConfig(),
-               model_config: AnnyModelConfig = AnnyModelConfig()) -> RiggedMesh:
-    """The bare bust of an avatar (no hair, clothes or accessories), origin at the cut's centre."""
+               model_config: AnnyModelConfig = AnnyModelConfig(), params: AnnyParameters | None = None) -> RiggedMesh:
+    """The bare bust of an avatar (no hair, clothes or accessories), origin at the cut's centre.
+    `params` (e.g. fitted to a photo) replaces the Anny parameters the attributes imply."""
     model = load_anny(model_config)
     tables = _static_tables(model_config)
-    vertices, world, heads, tails = rest_body(anny_parameters(attributes), model_config)
+    vertices, world, heads, tails = rest_body(params or anny_parameters(attributes), model_config)
     names, parents = list(model.bone_labels), [int(p) for p in model.bone_parents]
     eyes = (names.index("eye.L"), names.index("eye.R"))
     colors, parts = _paint(attributes, tables, vertices, heads, tails, eyes, config)
 
-    neck = heads[names.index("neck01")]
-    cut_y = neck[1] - config.cut_below_neck
+    origin = bust_origin(heads, names.index("neck01"), config)
+    cut_y = origin[1]
     arrays = {"position": vertices, "color": colors, "part": parts.astype(np.float64),
               "weights": tables["weights"], "morphs": tables["morphs"]}
     faces = tables["faces"]
@@ -210,7 +217,6 @@ def build_bust(attributes: AvatarAttributes, config: BustConfig = BustConfig(),
     capped = np.abs(arrays["position"][:, 1] - cut_y) < 1e-6
     parts[capped | (np.abs(np.abs(arrays["position"][:, 0]) - config.shoulder_half_width) < 1e-6)] = Part.CAP
     skeleton, weights = _trim_skeleton(names, parents, world, arrays["weights"])
-    origin = np.array([0.0, cut_y, neck[2]])
     shifted = skeleton.world.copy()
     shifted[:, :3, 3] -= origin
     return RiggedMesh(

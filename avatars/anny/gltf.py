@@ -32,6 +32,9 @@ class MorphAnimation:
     weights: np.ndarray
     """[K, M] float32 weight of each morph target at each key."""
     name: str = "expressions"
+    head_rotations: np.ndarray | None = None
+    """[K, 3, 3] world-frame rotations of the head about its joint at each key (None: the head stays)."""
+    head_bone: str = "head"
 
 
 def _orthonormal(world: np.ndarray) -> np.ndarray:
@@ -140,9 +143,17 @@ def rigged_glb_bytes(mesh: RiggedMesh, default_weights: dict[str, float] | None 
     if animation is not None:
         t = buf.add(animation.times.astype(np.float32), "SCALAR", _FLOAT, minmax=True)
         w = buf.add(animation.weights.astype(np.float32).reshape(-1), "SCALAR", _FLOAT)
-        gltf.animations.append(g.Animation(
-            name=animation.name, samplers=[g.AnimationSampler(input=t, output=w, interpolation="LINEAR")],
-            channels=[g.AnimationChannel(sampler=0, target=g.AnimationChannelTarget(node=mesh_node, path="weights"))]))
+        samplers = [g.AnimationSampler(input=t, output=w, interpolation="LINEAR")]
+        channels = [g.AnimationChannel(sampler=0, target=g.AnimationChannelTarget(node=mesh_node, path="weights"))]
+        if animation.head_rotations is not None:
+            head = sk.index(animation.head_bone)
+            parent = world[sk.parents[head]][:3, :3] if sk.parents[head] >= 0 else np.eye(3)
+            # Node rotation = parent^T @ R @ head: the head's world rotation becomes R @ head.
+            local = parent.T[None] @ animation.head_rotations @ world[head][:3, :3][None]
+            quats = np.stack([_quaternion(r) for r in local]).astype(np.float32)
+            samplers.append(g.AnimationSampler(input=t, output=buf.add(quats, "VEC4", _FLOAT), interpolation="LINEAR"))
+            channels.append(g.AnimationChannel(sampler=1, target=g.AnimationChannelTarget(node=head, path="rotation")))
+        gltf.animations.append(g.Animation(name=animation.name, samplers=samplers, channels=channels))
     gltf.buffers.append(g.Buffer(byteLength=len(buf.data)))
     gltf.set_binary_blob(bytes(buf.data))
     return b"".join(gltf.save_to_bytes())

@@ -73,6 +73,22 @@ class RiggedMesh:
             v += w * self.morphs[self.morph_names.index(name)]
         return v
 
+    def subtree_weight(self, bone: str) -> np.ndarray:
+        """[V] float32 summed skin weight of `bone` and every bone below it."""
+        sk = self.skeleton
+        inside = np.zeros(len(sk.names), bool)
+        for j, parent in enumerate(sk.parents):  # parents come before children
+            inside[j] = sk.names[j] == bone or (parent >= 0 and inside[parent])
+        return self.weights[:, inside].sum(1)
+
+    def head_turned(self, vertices: np.ndarray, rotation: np.ndarray, bone: str = "head") -> np.ndarray:
+        """[V, 3] `vertices` (bind pose, e.g. `morphed`) skinned with `bone` rotated by the world-frame
+        [3, 3] `rotation` about its joint (what the GLB's head rotation channel plays)."""
+        pivot = self.skeleton.world[self.skeleton.index(bone)][:3, 3]
+        w = self.subtree_weight(bone)[:, None]
+        turned = (vertices - pivot) @ np.asarray(rotation, np.float64).T + pivot
+        return (vertices + w * (turned - vertices)).astype(np.float32)
+
     def top_influences(self, k: int = MAX_INFLUENCES) -> tuple[np.ndarray, np.ndarray]:
         """The k largest weights per vertex, renormalised: (joints [V, k] int, weights [V, k] float32)."""
         joints = np.argsort(-self.weights, axis=1)[:, :k]

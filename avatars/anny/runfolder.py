@@ -31,6 +31,9 @@ class RiggedExport:
     """Add the expression reel: expressions.mp4 and the same animation in model.glb."""
     reel_fps: int = 12
     """Frames per second of expressions.mp4."""
+    drive: object | None = None
+    """An `avatars.face.drive.DriveTrack`: driven.mp4 (video and avatar side by side) and the same
+    animation (morph weights + head rotation) in model.glb."""
 
 
 def export_rigged(folder, avatar: RiggedMesh, config: AvatarExportConfig, rigged: RiggedExport,
@@ -47,11 +50,15 @@ def export_rigged(folder, avatar: RiggedMesh, config: AvatarExportConfig, rigged
     timings: dict[str, float] = {}
     t = time.perf_counter()
     write_text_atomic(folder.config, yaml.safe_dump({"engine": "anny", "export": asdict(config),
-                                                     "expression": rigged.expression, "animate": rigged.animate}))
+                                                     "expression": rigged.expression, "animate": rigged.animate,
+                                                     "driven": rigged.drive is not None}))
     animation = None
     if rigged.animate:
         times, weights = reel_keys()
         animation = MorphAnimation(times, weights)
+    if rigged.drive is not None:
+        animation = MorphAnimation(rigged.drive.times, rigged.drive.weights, name="driven",
+                                   head_rotations=rigged.drive.rotations)
     files = [write_rigged_glb(avatar, folder.glb, rigged.expression, animation)]
     posed = avatar.morphed(rigged.expression)
     static = Mesh(vertices=posed, faces=avatar.faces, vertex_colors=avatar.colors)
@@ -74,7 +81,12 @@ def export_rigged(folder, avatar: RiggedMesh, config: AvatarExportConfig, rigged
     write_with(folder.preview, lambda p: Image.fromarray(preview).save(p, format="PNG"))
     video = VideoConfig()  # the frame rates of every dream3d turntable
     files += [folder.preview, write_mp4(frames, folder.mp4, fps=video.fps), write_gif(frames, folder.gif, fps=video.gif_fps)]
-    if animation is not None:
+    if rigged.drive is not None:
+        from avatars.face.drive import driven_frames
+
+        files.append(write_mp4(driven_frames(avatar, rigged.drive, RenderConfig(size=rigged.drive.frames.shape[1])),
+                               folder.root / "driven.mp4", fps=max(1, round(rigged.drive.fps))))
+    elif animation is not None:
         n = int(animation.times[-1] * rigged.reel_fps) + 1
         reel = []
         for k in range(n):

@@ -1,0 +1,123 @@
+"""The round trip that checks face reading against known truth: render an Anny avatar with known
+blendshape weights and head rotation, read the render with the landmarker, compare.
+
+Used by tests/test_face_avatar.py (small) and scripts/bench_face.py (the reported figures).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from avatars.anny.expressions import ARKIT_NAMES
+from avatars.anny.render import (
+    RenderConfig,
+    animated_pattern,
+    eye_depth_bias,
+    render_view,
+)
+from avatars.anny.rigged import RiggedMesh
+from avatars.face.drive import face_view
+from avatars.face.landmarks import (
+    FaceLandmarker,
+    LandmarkerConfig,
+    rotation_from_yaw_pitch_roll,
+    yaw_pitch_roll,
+)
+
+
+@dataclass(frozen=True)
+class RoundTripConfig:
+    """What the round trip varies."""
+
+    samples: int = 40
+    """Renders (random expression + head pose each)."""
+    size: int = 256
+    """Render size in pixels (the face is about 40% of it)."""
+    visible: int = 10
+    """Blendshapes compared: the ones whose morph moves the face most in the front view."""
+    active_probability: float = 0.5
+    """Each compared blendshape is on in a render with this probability (weight uniform in 0.2..1)."""
+    max_yaw: float = 25.0
+    """Head yaw uniform in +-this, degrees."""
+    max_pitch: float = 15.0
+    """Head pitch uniform in +-this, degrees."""
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RoundTripResult:
+    names: tuple[str, ...]
+    """The compared blendshapes."""
+    truth: np.ndarray
+    """[S, B] weights applied."""
+    read: np.ndarray
+    """[S, B] scores read (NaN rows: no face found)."""
+    pose_truth: np.ndarray
+    """[S, 2] (yaw, pitch) degrees applied."""
+    pose_read: np.ndarray
+    """[S, 2] read."""
+
+    @property
+    def found(self) -> np.ndarray:
+        return ~np.isnan(self.read[:, 0])
+
+    def correlations(self) -> np.ndarray:
+        """[B] Pearson correlation of applied and read weight, over the renders with a face."""
+        t, r = self.truth[self.found], self.read[self.found]
+        return np.array([np.corrcoef(t[:, b], r[:, b])[0, 1] for b in range(len(self.names))])
+
+    def pose_errors(self) -> np.ndarray:
+        """[S_found, 2] absolute yaw and pitch errors, degrees."""
+        return np.abs(self.pose_read[self.found] - self.pose_truth[self.found])
+
+
+def _rotation(pose: np.ndarray) -> np.ndarray:
+    u, _, vt = np.linalg.svd(pose[:3, :3])
+    return u @ vt
+
+
+def most_visible(avatar: RiggedMesh, count: int) -> tuple[str, ...]:
+    """The `count` blendshapes whose largest front-view (x, y) vertex displacement is largest
+    (tongueOut left out: MediaPipe does not read it)."""
+    reach = np.linalg.norm(avatar.morphs[:, :, :2], axis=2).max(1)
+    order = [avatar.morph_names[i] for i in np.argsort(-reach) if avatar.morph_names[i] != "tongueOut"]
+    return tuple(order[:count])
+
+
+def render_posed(avatar: RiggedMesh, weights: dict[str, float], yaw: float, pitch: float, size: int,
+                 pattern=None) -> np.ndarray:
+    """[size, size, 3] uint8 front view of the avatar with these blendshapes and head rotation."""
+    config = face_view(RenderConfig(), size)
+    if pattern is None:
+        pattern = animated_pattern(avatar, config.sample_count(), config.seed)
+    posed = avatar.head_turned(avatar.morphed(weights), rotation_from_yaw_pitch_roll(yaw, pitch))
+    return render_view(pattern.apply(posed, avatar.colors, eye_depth_bias(avatar.parts)), 0.0, config)
+
+
+def round_trip(avatar: RiggedMesh, config: RoundTripConfig = RoundTripConfig()) -> RoundTripResult:
+    """Render `config.samples` posed avatars, read each, return what was applied and read."""
+    rng = np.random.default_rng(config.seed)
+    names = most_visible(avatar, config.visible)
+    view = face_view(RenderConfig(), config.size)
+    pattern = animated_pattern(avatar, view.sample_count(), view.seed)
+    truth = np.where(rng.random((config.samples, len(names))) < config.active_probability,
+                     rng.uniform(0.2, 1.0, (config.samples, len(names))), 0.0)
+    pose = np.stack([rng.uniform(-config.max_yaw, config.max_yaw, config.samples),
+                     rng.uniform(-config.max_pitch, config.max_pitch, config.samples)], 1)
+    read = np.full_like(truth, np.nan)
+    pose_read = np.full_like(pose, np.nan)
+    with FaceLandmarker(LandmarkerConfig(max_faces=1)) as landmarker:
+        # Poses are read relative to the avatar's own rest pose as the landmarker sees it (Anny's
+        # rest head reads a few degrees pitched down from this camera).
+        rest = landmarker.read(render_posed(avatar, {}, 0.0, 0.0, config.size, pattern))
+        rest_rotation = np.eye(3) if rest is None else _rotation(rest.pose)
+        for s in range(config.samples):
+            image = render_posed(avatar, dict(zip(names, truth[s])), pose[s, 0], pose[s, 1], config.size, pattern)
+            reading = landmarker.read(image)
+            if reading is None:
+                continue
+            read[s] = [reading.blendshapes[n] for n in names]
+            pose_read[s] = yaw_pitch_roll(_rotation(reading.pose) @ rest_rotation.T)[:2]
+    assert set(names) <= set(ARKIT_NAMES)
+    return RoundTripResult(names, truth, read, pose, pose_read)

@@ -1,0 +1,194 @@
+"""Measure avatars from photos and videos (issue 30's figures), printing each with what it measures.
+
+1. Round trip: Anny avatars rendered with known blendshapes and head poses, read back by the
+   landmarker (random combinations, and each blendshape alone).
+2. The astronaut photo (skimage.data.astronaut()): fit error, skin colour, a side-by-side picture.
+3. Speed: photo -> rigged avatar (the CLI, wall time), driving FPS (landmarks; landmarks + render).
+
+    python scripts/bench_face.py [--samples 40] [--picture docs/face-astronaut.png] [--runs 2]
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def round_trip_figures(samples: int, size: int) -> None:
+    from avatars.anny.avatar import build_avatar
+    from avatars.engine.attributes import AvatarAttributes, Presentation
+    from avatars.face.landmarks import FaceLandmarker, LandmarkerConfig
+    from avatars.face.roundtrip import (
+        RoundTripConfig,
+        most_visible,
+        render_posed,
+        round_trip,
+    )
+
+    for who in (AvatarAttributes(), AvatarAttributes(presentation=Presentation.WOMAN)):
+        avatar = build_avatar(who)
+        r = round_trip(avatar, RoundTripConfig(samples=samples, size=size))
+        corr = r.correlations()
+        err = r.pose_errors()
+        print(f"round trip ({who.presentation.value}, {samples} renders at {size} px, random combinations): "
+              f"faces found {r.found.sum()}/{samples}; mean correlation over {len(r.names)} blendshapes "
+              f"{np.nanmean(corr):.2f} ({', '.join(f'{n} {c:.2f}' for n, c in zip(r.names, corr))}); "
+              f"yaw error median {np.median(err[:, 0]):.1f} deg (max {err[:, 0].max():.1f}), pitch error median "
+              f"{np.median(err[:, 1]):.1f} deg (max {err[:, 1].max():.1f})")
+        names = most_visible(avatar, 10)
+        levels = (0.0, 0.25, 0.5, 0.75, 1.0)
+        alone = []
+        with FaceLandmarker(LandmarkerConfig(max_faces=1)) as landmarker:
+            for name in names:
+                read = []
+                for w in levels:
+                    reading = landmarker.read(render_posed(avatar, {name: w}, 0.0, 0.0, size))
+                    read.append(np.nan if reading is None else reading.blendshapes[name])
+                alone.append(np.corrcoef(levels, read)[0, 1] if np.std(read) > 0 else np.nan)
+        print(f"round trip ({who.presentation.value}, each blendshape alone at 0..1, frontal): mean correlation "
+              f"{np.nanmean(alone):.2f} ({', '.join(f'{n} {c:.2f}' for n, c in zip(names, alone))})")
+
+
+def astronaut_figures(picture: Path | None) -> None:
+    from PIL import Image
+    from skimage import data
+
+    from avatars.anny.model import load_anny
+    from avatars.anny.render import RenderConfig
+    from avatars.anny.rigged import Part
+    from avatars.face.colours import region_masks
+    from avatars.face.landmarks import read_face
+    from avatars.face.photo import photo_avatar
+    from avatars.face.roundtrip import render_posed
+    from dream3d.evaluation import delta_e
+
+    image = data.astronaut()
+    load_anny()
+    t = time.perf_counter()
+    reading = read_face(image)
+    t_read = time.perf_counter() - t
+    t = time.perf_counter()
+    built = photo_avatar(image, reading)
+    t_build = time.perf_counter() - t
+    fit = built.fit
+    print(f"astronaut: landmarks {1000 * t_read:.0f} ms (incl. model load); fit + build {t_build:.1f} s; "
+          f"fitted landmarks median error {100 * fit.median_error_iod():.1f}% IOD over the {fit.used.sum()} fitted "
+          f"landmarks, {100 * float(np.median(fit.error_iod)):.1f}% over all 478 (IOD {reading.inter_ocular():.1f} px)")
+    cheeks = region_masks(reading, image.shape[:2])["cheeks"]
+    photo_px = image[cheeks].astype(np.float64) / 255
+    albedo = np.median(built.avatar.colors[built.avatar.parts == Part.SKIN], 0)
+    de_pixels = delta_e(np.broadcast_to(albedo, photo_px.shape), photo_px)
+    print(f"astronaut skin: avatar skin albedo vs the photo's cheek pixels: delta E (CIEDE2000) vs their median "
+          f"{float(delta_e(albedo, np.median(photo_px, 0))):.1f}, median over the {len(photo_px)} pixels "
+          f"{float(np.median(de_pixels)):.1f}")
+    render = render_posed(built.avatar, {}, 0.0, 0.0, 512)
+    from avatars.face.landmarks import FaceLandmarker
+
+    with FaceLandmarker() as landmarker:
+        seen = landmarker.read(render)
+    if seen is not None:
+        rendered_px = render[region_masks(seen, render.shape[:2])["cheeks"]].astype(np.float64) / 255
+        print(f"astronaut skin as rendered (shaded, front light): delta E of the render's cheek median vs the photo's "
+              f"{float(delta_e(np.median(rendered_px, 0), np.median(photo_px, 0))):.1f}")
+    print(f"astronaut read: {built.attributes}; skin {np.round(built.colours.skin * 255)}, hair "
+          f"{None if built.colours.hair is None else np.round(built.colours.hair * 255)}, iris {np.round(built.colours.iris * 255)}")
+    if picture is not None:
+        x0, y0, x1, y1 = reading.box()
+        cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, 0.9 * max(x1 - x0, y1 - y0)
+        crop = Image.fromarray(image).crop((int(cx - half), int(cy - half * 1.1), int(cx + half), int(cy + half * 0.9)))
+        crop = np.asarray(crop.resize((384, 384)))
+        yaw, pitch, roll = reading.yaw_pitch_roll()
+        from avatars.anny.render import render_view, sample_surface
+        from avatars.face.drive import face_view
+        from avatars.face.landmarks import rotation_from_yaw_pitch_roll
+
+        posed = built.avatar.head_turned(built.avatar.morphed(reading.blendshapes), rotation_from_yaw_pitch_roll(yaw, pitch, roll))
+        view = face_view(RenderConfig(), 384)
+        shown = render_view(sample_surface(posed, built.avatar.faces, built.avatar.colors, view.sample_count(), 0), 0.0, view)
+        turned = render_view(sample_surface(built.avatar.vertices, built.avatar.faces, built.avatar.colors,
+                                            view.sample_count(), 0), 35.0, view)
+        Image.fromarray(np.concatenate([crop, shown, turned], 1)).save(picture)
+        print(f"side-by-side picture (photo | avatar with the photo's expression and head pose | neutral, 35 deg) -> {picture}")
+
+
+def speed_figures(runs: int) -> None:
+    from PIL import Image
+    from skimage import data
+
+    from avatars.anny.avatar import build_avatar
+    from avatars.anny.render import RenderConfig
+    from avatars.engine.attributes import AvatarAttributes
+    from avatars.face.drive import driven_frames, read_drive
+    from dream3d.video import write_mp4
+
+    with tempfile.TemporaryDirectory() as tmp:
+        photo = Path(tmp) / "astronaut.png"
+        Image.fromarray(data.astronaut()).save(photo)
+        walls = []
+        for k in range(runs):  # --runs 0: only the driving figures
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "dream3d.cli", "avatar", "--photo", str(photo), "--out",
+                            str(Path(tmp) / f"run{k}"), "--quiet"], check=True, capture_output=True)
+            walls.append(time.perf_counter() - t)
+        if walls:
+            print(f"photo -> rigged avatar run folder (dream3d avatar --photo, default 60-frame turntable, new process): "
+                  f"median {np.median(walls):.1f} s wall over {runs} runs ({', '.join(f'{w:.1f}' for w in walls)})")
+
+        img = Image.fromarray(data.astronaut())
+        frames = []
+        for k in range(60):
+            crop = img.rotate(12 * np.sin(2 * np.pi * k / 30), center=(230, 120)).crop((70, 0, 390, 240))
+            frames.append(np.asarray(crop.resize((640, 480))))
+        clip = Path(tmp) / "clip.mp4"
+        write_mp4(np.stack(frames), clip, fps=30)
+        import mediapipe  # noqa: F401 - imports (mediapipe, roma/torch: ~4 s) are not per-clip costs
+        import roma  # noqa: F401
+
+        t = time.perf_counter()
+        track = read_drive(clip, say=lambda _: None)
+        t_read = time.perf_counter() - t
+        print(f"driving, landmarks alone (640x480 video, 60 frames, decode + landmarker set-up + landmarker + "
+              f"smoothing): {len(track.weights) / t_read:.1f} frames/s")
+        from avatars.face.landmarks import FaceLandmarker, LandmarkerConfig
+
+        with FaceLandmarker(LandmarkerConfig(max_faces=1, video=True)) as landmarker:
+            landmarker.read(frames[0], 0)
+            t = time.perf_counter()
+            for k, frame in enumerate(frames[1:]):
+                landmarker.read(frame, round(1000 * (k + 1) / 30))
+            per = (time.perf_counter() - t) / (len(frames) - 1)
+        print(f"driving, the landmarker alone once set up (video mode, 640x480): {1000 * per:.1f} ms/frame = "
+              f"{1 / per:.0f} frames/s")
+        avatar = build_avatar(AvatarAttributes())
+        t = time.perf_counter()
+        driven_frames(avatar, track, RenderConfig(size=256))
+        t_render = time.perf_counter() - t
+        n = len(track.weights)
+        print(f"driving, avatar render alone at 256 px (incl. its set-up): {n / t_render:.1f} frames/s; landmarks + "
+              f"render end to end: {n / (t_read + t_render):.1f} frames/s; steady state (landmarker + render per "
+              f"frame): {1 / (per + t_render / n):.1f} frames/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=40)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--picture", type=Path, default=None)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--only", choices=("roundtrip", "astronaut", "speed"), default=None)
+    args = parser.parse_args()
+    if args.only in (None, "roundtrip"):
+        round_trip_figures(args.samples, args.size)
+    if args.only in (None, "astronaut"):
+        astronaut_figures(args.picture)
+    if args.only in (None, "speed"):
+        speed_figures(args.runs)
+
+
+if __name__ == "__main__":
+    main()
