@@ -80,6 +80,42 @@ def test_jaw_open_moves_the_chin_and_the_beard_follows():
     assert beard.any() and (np.linalg.norm(d[beard], axis=1) > 0.003).mean() > 0.3
 
 
+MOUTH_VIEW = RenderConfig(size=160, distance=0.3, target_height=0.2, elevation_degrees=0.0)
+
+
+def tooth_pixels(avatar, expression: dict[str, float]) -> int:
+    """Tooth-coloured pixels (enamel's hue, lit) in a close front view of the mouth."""
+    from avatars.anny.mouth import TeethConfig
+
+    v = avatar.morphed(expression)
+    image = render_view(sample_surface(v, avatar.faces, avatar.colors, MOUTH_VIEW.sample_count(), 0), 0.0,
+                        MOUTH_VIEW).astype(np.float64) / 255
+    lips = project(avatar.vertices[avatar.parts == Part.LIPS], 0.0, MOUTH_VIEW)
+    (c0, r0), (c1, r1) = lips.min(0) - 4, lips.max(0) + 4 + [0, 20]  # the lips' box, lowered for an open jaw
+    crop = image[int(r0):int(r1), int(c0):int(c1)]
+    enamel = np.array(TeethConfig().color)
+    hue = np.abs(crop / np.maximum(crop.max(-1, keepdims=True), 1e-6) - enamel / enamel.max()).sum(-1)
+    return int(((hue < 0.07) & (crop.max(-1) > 0.35)).sum())
+
+
+@pytest.mark.parametrize("variant", [{}, {"presentation": Presentation.WOMAN, "face_shape": FaceShape.ROUND,
+                                          "skin_tone": SkinTone.PALE, "age": Age.YOUNG}], ids=["base", "woman"])
+def test_teeth_show_when_the_mouth_opens_and_the_lower_ones_follow_the_jaw(base, variant):
+    avatar = build_avatar(BASE.replace(**variant)) if variant else base
+    assert tooth_pixels(avatar, {}) < 5  # hidden behind closed lips
+    assert tooth_pixels(avatar, {"jawOpen": 1.0}) > 150
+    assert tooth_pixels(avatar, Expression.SURPRISE.weights) > 50
+    teeth = np.flatnonzero(avatar.parts == Part.TEETH)
+    sk = avatar.skeleton
+    lower = teeth[avatar.weights[teeth, sk.index("jaw")] == 1.0]
+    upper = teeth[avatar.weights[teeth, sk.index("head")] == 1.0]
+    assert len(lower) and len(upper) and len(lower) + len(upper) == len(teeth)
+    assert avatar.vertices[lower, 1].max() < avatar.vertices[upper, 1].min() + 0.003
+    d = avatar.morphs[ARKIT_NAMES.index("jawOpen")]
+    assert d[lower, 1].max() < -0.005 and np.abs(d[upper]).max() == 0  # the lower arch drops with jawOpen
+    assert np.abs(avatar.morphs[ARKIT_NAMES.index("mouthSmileLeft"), teeth]).max() == 0
+
+
 # attribute, variant, region of the front view that must change ("head": above the eyes,
 # "eyes": the eye band, "face": eyes to chin, "torso": below the chin, "any": anywhere).
 VARIANTS = [

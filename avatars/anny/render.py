@@ -30,7 +30,9 @@ class RenderConfig:
     """sRGB background."""
     seed: int = 0
     """Seeds the surface sampling (renders are deterministic)."""
-
+    see_through_depth: float = 0.003
+    """A pixel this far (metres) behind most of its neighbours shows a surface it should not (a gap
+    between splats): it takes their colour."""
 
     def sample_count(self) -> int:
         """Surface samples for this view: `points_per_pixel` at the default distance, more when closer."""
@@ -94,11 +96,10 @@ def render_view(samples: SurfaceSamples, azimuth_degrees: float, config: RenderC
     eye, right, up, forward = _camera(azimuth_degrees, config)
     rel = samples.points - eye
     x, y, z = rel @ right, rel @ up, rel @ forward
-    facing = (samples.normals @ -forward) > -0.05
     focal = 0.5 * config.size / np.tan(np.radians(config.fov_degrees) / 2)
     px = np.floor(config.size / 2 + focal * x / z).astype(np.int64)
     py = np.floor(config.size / 2 - focal * y / z).astype(np.int64)
-    ok = facing & (z > 0.01) & (px >= 0) & (px < config.size) & (py >= 0) & (py < config.size)
+    ok = (z > 0.01) & (px >= 0) & (px < config.size) & (py >= 0) & (py < config.size)
     ok &= (px < config.size - 1) & (py < config.size - 1)
     src = np.flatnonzero(ok)
     base = (py * config.size + px)[ok]
@@ -107,11 +108,40 @@ def render_view(samples: SurfaceSamples, azimuth_degrees: float, config: RenderC
     order = np.argsort(depth, kind="stable")
     first = np.unique(pix[order], return_index=True)
     idx = np.tile(src, 4)[order[first[1]]]
-    light = np.clip(samples.normals[idx] @ (-forward + 0.4 * up - 0.3 * right) / 1.17, 0.0, 1.0)
+    # Two-sided: the z-buffer hides back faces, and a few of Anny's triangles (lips) face inward.
+    normals = samples.normals[idx] * np.where(samples.normals[idx] @ forward > 0, -1.0, 1.0)[:, None]
+    light = np.clip(normals @ (-forward + 0.4 * up - 0.3 * right) / 1.17, 0.0, 1.0)
     shade = 0.45 + 0.6 * light
     image = np.tile(np.asarray(config.background, np.float32), (config.size * config.size, 1))
     image[first[0]] = np.clip(samples.colors[idx] * shade[:, None], 0.0, 1.0)
-    return np.round(image.reshape(config.size, config.size, 3) * 255).astype(np.uint8)
+    zbuf = np.full(config.size * config.size, np.inf, np.float32)
+    zbuf[first[0]] = depth[order[first[1]]]
+    image = fill_see_through(image.reshape(config.size, config.size, 3), zbuf.reshape(config.size, config.size),
+                             config.see_through_depth)
+    return np.round(image * 255).astype(np.uint8)
+
+
+def fill_see_through(image: np.ndarray, depth: np.ndarray, tolerance: float, passes: int = 4) -> np.ndarray:
+    """Pixels [H, W, 3] that no front sample reached, so a surface behind (or the background) shows,
+    take the mean colour of their nearer neighbours: where at least 5 of the 8 neighbours are more
+    than `tolerance` (metres) closer. Silhouettes and real depth steps have fewer such neighbours."""
+    h, w = depth.shape
+    offsets = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+    for _ in range(passes):
+        pd = np.pad(depth, 1, constant_values=np.inf)
+        pi = np.pad(image, ((1, 1), (1, 1), (0, 0)))
+        nd = np.stack([pd[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in offsets])  # [8, H, W]
+        ni = np.stack([pi[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in offsets])  # [8, H, W, 3]
+        nearer = nd < depth[None] - tolerance
+        hole = nearer.sum(0) >= 5  # splats are 2x2, so are their gaps
+        if not hole.any():
+            break
+        weight = nearer[..., None].astype(np.float32)
+        image = image.copy()
+        image[hole] = ((ni * weight).sum(0) / np.maximum(weight.sum(0), 1))[hole]
+        depth = depth.copy()
+        depth[hole] = np.where(nearer, nd, np.inf).min(0)[hole]
+    return image
 
 
 def render_turntable_frames(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, frames: int,
