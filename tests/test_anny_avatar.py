@@ -116,6 +116,28 @@ def test_teeth_show_when_the_mouth_opens_and_the_lower_ones_follow_the_jaw(base,
     assert np.abs(avatar.morphs[ARKIT_NAMES.index("mouthSmileLeft"), teeth]).max() == 0
 
 
+def test_eyelashes_line_the_upper_lids_and_close_with_eye_blink(base):
+    lash = base.parts == Part.EYELASH
+    sk = base.skeleton
+    for eye, blink, other in (("eye.L", "eyeBlinkLeft", "eyeBlinkRight"), ("eye.R", "eyeBlinkRight", "eyeBlinkLeft")):
+        centre = sk.world[sk.index(eye), :3, 3]
+        mine = lash & (np.linalg.norm(base.vertices - centre, axis=1) < 0.03)
+        rel = base.vertices[mine] - centre
+        assert mine.sum() > 20 and (rel[:, 2] > 0.005).all()  # in front of the eyeball
+        assert rel[:, 1].max() > 0.004 and rel[:, 1].min() > -0.004  # on the upper lid
+        assert np.ptp(rel[:, 0]) > 0.015  # along it, corner to corner
+        d = base.morphs[ARKIT_NAMES.index(blink)]
+        assert d[mine, 1].mean() < -0.005  # they come down with the lid
+        assert np.abs(base.morphs[ARKIT_NAMES.index(other), mine]).max() < 1e-3  # the other blink leaves them
+    # Drawn: the lashes darken the lid edges in a front view.
+    cfg = RenderConfig(size=128, distance=0.4, target_height=0.28, elevation_degrees=0.0)
+    keep = np.flatnonzero(~lash[base.faces].any(1))
+    with_lash = render_view(sample_surface(base.vertices, base.faces, base.colors, cfg.sample_count(), 0), 0.0, cfg)
+    without = render_view(sample_surface(base.vertices, base.faces[keep], base.colors, cfg.sample_count(), 0), 0.0, cfg)
+    darker = (without.astype(int) - with_lash.astype(int)).sum(-1) > 150
+    assert darker.sum() > 40
+
+
 # attribute, variant, region of the front view that must change ("head": above the eyes,
 # "eyes": the eye band, "face": eyes to chin, "torso": below the chin, "any": anywhere).
 VARIANTS = [
