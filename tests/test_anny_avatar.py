@@ -209,6 +209,18 @@ def test_blender_imports_armature_arkit_shape_keys_and_jaw_open_moves_the_jaw(ba
     eye_z = base.skeleton.world[base.skeleton.index("eye.L"), 1, 3]
     assert r["jaw_moved_z_range"][1] < eye_z and r["jaw_moved_z_range"][0] > 0.05
     assert r["jaw_bone_max_move"] > 0.005  # the skin follows the jaw bone
+    # Colours reach the Principled BSDF through the baked image (no vertex colours multiplying in).
+    assert r["base_color_node"] == "TEX_IMAGE" and r["image_size"] == [1024, 1024] and r["uv_layers"] == 1
+    assert r["color_attributes"] == 0 and r["image_colorspace"] == "sRGB"
+    colors = np.array(r["loop_colors"])
+    z = np.array(r["rest_z"])[r["loop_vertex"]]
+    shirt = np.array(BASE.clothing_colour.srgb) / 255
+    skin = np.array(BASE.skin_tone.srgb) / 255
+    low, face = z < 0.05, (z > eye_z - 0.06) & (z < eye_z - 0.02)  # the chest; the cheeks and nose
+    is_shirt, is_skin = (np.abs(colors - shirt).max(1) < 0.03), (np.abs(colors - skin).max(1) < 0.03)
+    # The chest is shirt over (hidden) skin; the mid-face is skin.
+    assert is_shirt[low].mean() > 0.4 and is_skin[face].mean() > 0.6 and is_shirt[face].mean() < 0.05, \
+        (is_shirt[low].mean(), is_skin[face].mean(), is_shirt[face].mean())
 
 
 def test_cli_anny_avatar_with_expression_and_animation(tmp_path, capsys):
@@ -234,3 +246,19 @@ def test_cli_anny_avatar_with_expression_and_animation(tmp_path, capsys):
     assert g.meshes[0].extras["targetNames"] == list(ARKIT_NAMES) and len(g.skins[0].joints) >= 5
     assert g.meshes[0].weights[ARKIT_NAMES.index("jawOpen")] == pytest.approx(0.3)
     assert len(g.animations) == 1 and g.animations[0].channels[0].target.path == "weights"
+    # PBR base colour: an embedded sRGB PNG, no vertex colours multiplying into it.
+    prim = g.meshes[0].primitives[0]
+    assert prim.attributes.TEXCOORD_0 is not None and prim.attributes.COLOR_0 is None
+    assert g.materials[0].pbrMetallicRoughness.baseColorTexture.index == 0 and g.images[0].mimeType == "image/png"
+
+
+def test_baked_texture_reproduces_the_vertex_colours(base):
+    from avatars.anny.texture import TextureConfig, bake_base_color
+
+    baked = bake_base_color(base, TextureConfig(size=512))
+    assert (baked.vertex_map[baked.faces] == base.faces).all()  # same triangles, seams split
+    s = baked.image.shape[0]
+    texel = np.clip((baked.uv * s).astype(int), 0, s - 1)  # glTF: v = 0 is the image's top row
+    sampled = baked.image[texel[:, 1], texel[:, 0]] / 255.0
+    error = np.abs(sampled - base.colors[baked.vertex_map]).max(1)
+    assert np.median(error) < 0.02 and np.mean(error < 0.1) > 0.9, (np.median(error), np.mean(error < 0.1))
