@@ -92,6 +92,8 @@ def main(path: str, out: str) -> None:
             bpy.context.view_layer.update()
             posed = evaluated(obj)
             report["jaw_bone_max_move"] = float(numpy.linalg.norm(posed - rest, axis=1).max())
+            report["jaw_bone_moves"] = numpy.linalg.norm(posed - rest, axis=1).round(5).tolist()
+            report["rest_positions"] = rest.round(5).tolist()
         report["animations"] = [a.name for a in bpy.data.actions]
         report.update(material_report(obj))
         report["ok"] = True

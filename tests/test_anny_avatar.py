@@ -209,6 +209,13 @@ def test_blender_imports_armature_arkit_shape_keys_and_jaw_open_moves_the_jaw(ba
     eye_z = base.skeleton.world[base.skeleton.index("eye.L"), 1, 3]
     assert r["jaw_moved_z_range"][1] < eye_z and r["jaw_moved_z_range"][0] > 0.05
     assert r["jaw_bone_max_move"] > 0.005  # the skin follows the jaw bone
+    # The lower teeth ride on the jaw bone, the upper ones on the head (Blender frame: x, -z, y).
+    rest, moves = np.array(r["rest_positions"]), np.array(r["jaw_bone_moves"])
+    teeth = np.flatnonzero(base.parts == Part.TEETH)
+    on_jaw = base.weights[teeth, base.skeleton.index("jaw")] == 1.0
+    ours = base.vertices[teeth][:, [0, 2, 1]] * [1, -1, 1]
+    nearest = np.argmin(np.linalg.norm(rest[None] - ours[:, None], axis=2), axis=1)
+    assert np.median(moves[nearest[on_jaw]]) > 0.003 and moves[nearest[~on_jaw]].max() < 1e-4
     # Colours reach the Principled BSDF through the baked image (no vertex colours multiplying in).
     assert r["base_color_node"] == "TEX_IMAGE" and r["image_size"] == [1024, 1024] and r["uv_layers"] == 1
     assert r["color_attributes"] == 0 and r["image_colorspace"] == "sRGB"
