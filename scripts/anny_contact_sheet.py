@@ -28,7 +28,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=192)
     args = p.parse_args()
     bust = RenderConfig(size=args.size)
-    face = RenderConfig(size=args.size, distance=0.55, target_height=0.3, elevation_degrees=0.0)
+    face = RenderConfig(size=args.size, distance=0.55, target_height=0.27, elevation_degrees=0.0)
     tiles = [view(build_avatar(sample_attributes(seed)), {}, bust, 20.0) for seed in range(12)]
     grid = [np.concatenate(tiles[r * 6:(r + 1) * 6], 1) for r in range(2)]
     subject = build_avatar(sample_attributes(9).replace(hat=Hat.NONE, glasses=Glasses.NONE, facial_hair=FacialHair.NONE))

@@ -32,6 +32,31 @@ def evaluated(obj) -> numpy.ndarray:
     return out
 
 
+def material_report(obj) -> dict:
+    """What colours the Principled BSDF gets: the image texture linked to its Base Color, that
+    image's size and pixels at the mesh's UVs (sRGB bytes / 255), and any vertex colours."""
+    out: dict = {"uv_layers": len(obj.data.uv_layers),
+                 "color_attributes": len(getattr(obj.data, "color_attributes", obj.data.vertex_colors))}
+    mat = obj.active_material
+    bsdf = next((n for n in mat.node_tree.nodes if n.type == "BSDF_PRINCIPLED"), None) if mat else None
+    link = bsdf.inputs["Base Color"].links[0] if bsdf and bsdf.inputs["Base Color"].is_linked else None
+    node = link.from_node if link else None
+    out["base_color_node"] = node.type if node else None
+    if node is not None and node.type == "TEX_IMAGE" and node.image is not None:
+        image = node.image
+        w, h = image.size
+        out["image_size"] = [w, h]
+        out["image_colorspace"] = image.colorspace_settings.name
+        pixels = numpy.array(image.pixels[:]).reshape(h, w, 4)[..., :3]
+        uv = numpy.array([d.uv[:] for d in obj.data.uv_layers.active.data])  # one per loop
+        cols = numpy.clip((uv[:, 0] * w).astype(int), 0, w - 1)
+        rows = numpy.clip((uv[:, 1] * h).astype(int), 0, h - 1)  # Blender's image rows start at the bottom
+        out["loop_colors"] = pixels[rows, cols].round(3).tolist()
+        out["loop_vertex"] = [loop.vertex_index for loop in obj.data.loops]
+        out["rest_z"] = [float(v.co.z) for v in obj.data.vertices]
+    return out
+
+
 def main(path: str, out: str) -> None:
     report: dict = {"ok": False}
     try:
@@ -67,7 +92,10 @@ def main(path: str, out: str) -> None:
             bpy.context.view_layer.update()
             posed = evaluated(obj)
             report["jaw_bone_max_move"] = float(numpy.linalg.norm(posed - rest, axis=1).max())
+            report["jaw_bone_moves"] = numpy.linalg.norm(posed - rest, axis=1).round(5).tolist()
+            report["rest_positions"] = rest.round(5).tolist()
         report["animations"] = [a.name for a in bpy.data.actions]
+        report.update(material_report(obj))
         report["ok"] = True
     except Exception:  # noqa: BLE001 - reported to the test
         report["error"] = traceback.format_exc()

@@ -80,6 +80,64 @@ def test_jaw_open_moves_the_chin_and_the_beard_follows():
     assert beard.any() and (np.linalg.norm(d[beard], axis=1) > 0.003).mean() > 0.3
 
 
+MOUTH_VIEW = RenderConfig(size=160, distance=0.3, target_height=0.2, elevation_degrees=0.0)
+
+
+def tooth_pixels(avatar, expression: dict[str, float]) -> int:
+    """Tooth-coloured pixels (enamel's hue, lit) in a close front view of the mouth."""
+    from avatars.anny.mouth import TeethConfig
+
+    v = avatar.morphed(expression)
+    image = render_view(sample_surface(v, avatar.faces, avatar.colors, MOUTH_VIEW.sample_count(), 0), 0.0,
+                        MOUTH_VIEW).astype(np.float64) / 255
+    lips = project(avatar.vertices[avatar.parts == Part.LIPS], 0.0, MOUTH_VIEW)
+    (c0, r0), (c1, r1) = lips.min(0) - 4, lips.max(0) + 4 + [0, 20]  # the lips' box, lowered for an open jaw
+    crop = image[int(r0):int(r1), int(c0):int(c1)]
+    enamel = np.array(TeethConfig().color)
+    hue = np.abs(crop / np.maximum(crop.max(-1, keepdims=True), 1e-6) - enamel / enamel.max()).sum(-1)
+    return int(((hue < 0.07) & (crop.max(-1) > 0.35)).sum())
+
+
+@pytest.mark.parametrize("variant", [{}, {"presentation": Presentation.WOMAN, "face_shape": FaceShape.ROUND,
+                                          "skin_tone": SkinTone.PALE, "age": Age.YOUNG}], ids=["base", "woman"])
+def test_teeth_show_when_the_mouth_opens_and_the_lower_ones_follow_the_jaw(base, variant):
+    avatar = build_avatar(BASE.replace(**variant)) if variant else base
+    assert tooth_pixels(avatar, {}) < 5  # hidden behind closed lips
+    assert tooth_pixels(avatar, {"jawOpen": 1.0}) > 150
+    assert tooth_pixels(avatar, Expression.SURPRISE.weights) > 50
+    teeth = np.flatnonzero(avatar.parts == Part.TEETH)
+    sk = avatar.skeleton
+    lower = teeth[avatar.weights[teeth, sk.index("jaw")] == 1.0]
+    upper = teeth[avatar.weights[teeth, sk.index("head")] == 1.0]
+    assert len(lower) and len(upper) and len(lower) + len(upper) == len(teeth)
+    assert avatar.vertices[lower, 1].max() < avatar.vertices[upper, 1].min() + 0.003
+    d = avatar.morphs[ARKIT_NAMES.index("jawOpen")]
+    assert d[lower, 1].max() < -0.005 and np.abs(d[upper]).max() == 0  # the lower arch drops with jawOpen
+    assert np.abs(avatar.morphs[ARKIT_NAMES.index("mouthSmileLeft"), teeth]).max() == 0
+
+
+def test_eyelashes_line_the_upper_lids_and_close_with_eye_blink(base):
+    lash = base.parts == Part.EYELASH
+    sk = base.skeleton
+    for eye, blink, other in (("eye.L", "eyeBlinkLeft", "eyeBlinkRight"), ("eye.R", "eyeBlinkRight", "eyeBlinkLeft")):
+        centre = sk.world[sk.index(eye), :3, 3]
+        mine = lash & (np.linalg.norm(base.vertices - centre, axis=1) < 0.03)
+        rel = base.vertices[mine] - centre
+        assert mine.sum() > 20 and (rel[:, 2] > 0.005).all()  # in front of the eyeball
+        assert rel[:, 1].max() > 0.004 and rel[:, 1].min() > -0.004  # on the upper lid
+        assert np.ptp(rel[:, 0]) > 0.015  # along it, corner to corner
+        d = base.morphs[ARKIT_NAMES.index(blink)]
+        assert d[mine, 1].mean() < -0.005  # they come down with the lid
+        assert np.abs(base.morphs[ARKIT_NAMES.index(other), mine]).max() < 1e-3  # the other blink leaves them
+    # Drawn: the lashes darken the lid edges in a front view.
+    cfg = RenderConfig(size=128, distance=0.4, target_height=0.28, elevation_degrees=0.0)
+    keep = np.flatnonzero(~lash[base.faces].any(1))
+    with_lash = render_view(sample_surface(base.vertices, base.faces, base.colors, cfg.sample_count(), 0), 0.0, cfg)
+    without = render_view(sample_surface(base.vertices, base.faces[keep], base.colors, cfg.sample_count(), 0), 0.0, cfg)
+    darker = (without.astype(int) - with_lash.astype(int)).sum(-1) > 150
+    assert darker.sum() > 40
+
+
 # attribute, variant, region of the front view that must change ("head": above the eyes,
 # "eyes": the eye band, "face": eyes to chin, "torso": below the chin, "any": anywhere).
 VARIANTS = [
@@ -151,6 +209,25 @@ def test_blender_imports_armature_arkit_shape_keys_and_jaw_open_moves_the_jaw(ba
     eye_z = base.skeleton.world[base.skeleton.index("eye.L"), 1, 3]
     assert r["jaw_moved_z_range"][1] < eye_z and r["jaw_moved_z_range"][0] > 0.05
     assert r["jaw_bone_max_move"] > 0.005  # the skin follows the jaw bone
+    # The lower teeth ride on the jaw bone, the upper ones on the head (Blender frame: x, -z, y).
+    rest, moves = np.array(r["rest_positions"]), np.array(r["jaw_bone_moves"])
+    teeth = np.flatnonzero(base.parts == Part.TEETH)
+    on_jaw = base.weights[teeth, base.skeleton.index("jaw")] == 1.0
+    ours = base.vertices[teeth][:, [0, 2, 1]] * [1, -1, 1]
+    nearest = np.argmin(np.linalg.norm(rest[None] - ours[:, None], axis=2), axis=1)
+    assert np.median(moves[nearest[on_jaw]]) > 0.003 and moves[nearest[~on_jaw]].max() < 1e-4
+    # Colours reach the Principled BSDF through the baked image (no vertex colours multiplying in).
+    assert r["base_color_node"] == "TEX_IMAGE" and r["image_size"] == [1024, 1024] and r["uv_layers"] == 1
+    assert r["color_attributes"] == 0 and r["image_colorspace"] == "sRGB"
+    colors = np.array(r["loop_colors"])
+    z = np.array(r["rest_z"])[r["loop_vertex"]]
+    shirt = np.array(BASE.clothing_colour.srgb) / 255
+    skin = np.array(BASE.skin_tone.srgb) / 255
+    low, face = z < 0.05, (z > eye_z - 0.06) & (z < eye_z - 0.02)  # the chest; the cheeks and nose
+    is_shirt, is_skin = (np.abs(colors - shirt).max(1) < 0.03), (np.abs(colors - skin).max(1) < 0.03)
+    # The chest is shirt over (hidden) skin; the mid-face is skin.
+    assert is_shirt[low].mean() > 0.4 and is_skin[face].mean() > 0.6 and is_shirt[face].mean() < 0.05, \
+        (is_shirt[low].mean(), is_skin[face].mean(), is_shirt[face].mean())
 
 
 def test_cli_anny_avatar_with_expression_and_animation(tmp_path, capsys):
@@ -176,3 +253,19 @@ def test_cli_anny_avatar_with_expression_and_animation(tmp_path, capsys):
     assert g.meshes[0].extras["targetNames"] == list(ARKIT_NAMES) and len(g.skins[0].joints) >= 5
     assert g.meshes[0].weights[ARKIT_NAMES.index("jawOpen")] == pytest.approx(0.3)
     assert len(g.animations) == 1 and g.animations[0].channels[0].target.path == "weights"
+    # PBR base colour: an embedded sRGB PNG, no vertex colours multiplying into it.
+    prim = g.meshes[0].primitives[0]
+    assert prim.attributes.TEXCOORD_0 is not None and prim.attributes.COLOR_0 is None
+    assert g.materials[0].pbrMetallicRoughness.baseColorTexture.index == 0 and g.images[0].mimeType == "image/png"
+
+
+def test_baked_texture_reproduces_the_vertex_colours(base):
+    from avatars.anny.texture import TextureConfig, bake_base_color
+
+    baked = bake_base_color(base, TextureConfig(size=512))
+    assert (baked.vertex_map[baked.faces] == base.faces).all()  # same triangles, seams split
+    s = baked.image.shape[0]
+    texel = np.clip((baked.uv * s).astype(int), 0, s - 1)  # glTF: v = 0 is the image's top row
+    sampled = baked.image[texel[:, 1], texel[:, 0]] / 255.0
+    error = np.abs(sampled - base.colors[baked.vertex_map]).max(1)
+    assert np.median(error) < 0.02 and np.mean(error < 0.1) > 0.9, (np.median(error), np.mean(error < 0.1))

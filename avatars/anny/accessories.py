@@ -1,8 +1,9 @@
-"""What Anny does not model: hair, eyebrows, beard, shirt, glasses and hats, fitted to a bust.
+"""What Anny does not model: hair, eyebrows, eyelashes, beard, shirt, glasses and hats, fitted to a bust.
 
 Hair, eyebrows, facial hair and the shirt are shells: the skin under them, pushed out along its
 normals, keeping the skin's weights and morph deltas (a beard follows jawOpen). Glasses and hats
-are rigid and ride on the head bone. Regions are chosen in a head frame measured on the bust
+are rigid and ride on the head bone. Eyelashes are strips grown from the upper lid margins that carry
+the margin's weights and morph deltas (they close with eyeBlink). Regions are chosen in a head frame measured on the bust
 (eye centres, lips, neck base), so they fit every phenotype.
 """
 from __future__ import annotations
@@ -161,6 +162,52 @@ def hair_color(attributes: AvatarAttributes, beard: bool = False) -> np.ndarray:
     return (base + g * (_GREY - base)).astype(np.float32)
 
 
+def _upper_lid_margin(bust: RiggedMesh, eye: np.ndarray, blink: str, bins: int = 10) -> np.ndarray:
+    """Vertex indices along one eye's upper lid edge, ordered by x: the front skin that eyeBlink
+    pulls down, its lowest vertex per x slice (the frontmost of those)."""
+    v = bust.vertices.astype(np.float64)
+    rel = v - eye
+    drop = -bust.morphs[bust.morph_names.index(blink), :, 1]
+    lid = (bust.parts == Part.SKIN) & (np.abs(rel[:, 0]) < 0.016) & (np.abs(rel[:, 1]) < 0.014) & \
+        (rel[:, 2] > 0.008) & (np.linalg.norm(rel, axis=1) < 0.022) & (drop > 0.3 * drop.max())
+    edges = np.linspace(-0.016, 0.016, bins + 1)
+    row = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        idx = np.flatnonzero(lid & (rel[:, 0] >= lo) & (rel[:, 0] < hi))
+        if len(idx):
+            edge = idx[rel[idx, 1] <= rel[idx, 1].min() + 0.001]
+            row.append(edge[np.argmax(rel[edge, 2])])
+    return np.array(row, np.int64)
+
+
+def _lash_strip(bust: RiggedMesh, margin: np.ndarray, length: float, up: float, color) -> RiggedMesh | None:
+    """A two-sided strip of lashes grown forward and `up` (+1) or down (-1) from lid vertices."""
+    if len(margin) < 2:
+        return None
+    base = bust.vertices[margin].astype(np.float64) + [0.0, 0.0, 0.0005]
+    t = np.linspace(0.0, 1.0, len(margin))
+    grow = length * (0.45 + 0.55 * np.sin(np.pi * t))[:, None]  # shorter at the corners
+    rows = [base, base + grow * [0.0, 0.15 * up, 0.6], base + grow * [0.0, 0.55 * up, 0.85]]  # curling
+    n = len(margin)
+    verts = np.concatenate(rows)
+    quads = [(r * n + i, (r + 1) * n + i, (r + 1) * n + i + 1, r * n + i + 1) for r in range(2) for i in range(n - 1)]
+    faces = np.array([f for a, b, c, d in quads for f in ((a, b, c), (a, c, d))])
+    faces = np.concatenate([faces, faces[:, ::-1]])
+    src = np.tile(margin, 3)  # every lash vertex moves like the lid vertex it grows from
+    return RiggedMesh(verts.astype(np.float32), faces, np.tile(np.asarray(color, np.float32), (len(verts), 1)),
+                      np.full(len(verts), Part.EYELASH, np.int8), bust.weights[src], bust.morphs[:, src],
+                      bust.morph_names, bust.skeleton)
+
+
+def eyelashes(bust: RiggedMesh, f: HeadFrame, color: np.ndarray) -> list[RiggedMesh]:
+    """Upper lashes of both eyes (lower ones, a pixel wide in a preview, only darkened the irises)."""
+    out = []
+    for eye, blink in ((f.eye_l, "eyeBlinkLeft"), (f.eye_r, "eyeBlinkRight")):
+        if blink in bust.morph_names:
+            out.append(_lash_strip(bust, _upper_lid_margin(bust, eye, blink), 0.0065, 1.0, color))
+    return [m for m in out if m is not None]
+
+
 def accessories(bust: RiggedMesh, attributes: AvatarAttributes) -> list[RiggedMesh]:
     """The meshes worn by this bust for these attributes (in the order they are drawn)."""
     f = head_frame(bust)
@@ -213,6 +260,8 @@ def accessories(bust: RiggedMesh, attributes: AvatarAttributes) -> list[RiggedMe
         arch = eye[1] + 0.02 + 0.005 * (1 - dx**2)
         brow = skin & (np.abs(dx) < 1) & (np.abs(v[:, 1] - arch) < 0.007) & (v[:, 2] > eye[2])
         out.append(_shell(bust, normals, brow, 0.003, hair * 0.8, Part.EYEBROW))
+
+    out += eyelashes(bust, f, hair * 0.3 + 0.02)
 
     # Facial hair.
     if attributes.facial_hair is not FacialHair.NONE:

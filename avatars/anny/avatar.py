@@ -6,6 +6,7 @@ import numpy as np
 from avatars.anny.accessories import accessories
 from avatars.anny.body import AnnyParameters, BustConfig, build_bust
 from avatars.anny.model import AnnyModelConfig
+from avatars.anny.mouth import teeth
 from avatars.anny.rigged import Part, RiggedMesh, merge
 from avatars.engine.attributes import AvatarAttributes
 
@@ -15,7 +16,7 @@ def build_avatar(attributes: AvatarAttributes, config: BustConfig = BustConfig()
     """One rigged, coloured avatar bust in the world frame (origin at the bottom of the bust);
     `params` replaces the Anny shape the attributes imply (a face fitted to a photo)."""
     bust = build_bust(attributes, config, model_config, params)
-    worn = accessories(bust, attributes)
+    worn = [*teeth(bust), *accessories(bust, attributes)]
     # The cut is under the shirt: paint it the shirt's colour.
     colors = bust.colors.copy()
     colors[bust.parts == Part.CAP] = np.array(attributes.clothing_colour.srgb, np.float32) / 255.0 * 0.8

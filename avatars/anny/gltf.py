@@ -1,7 +1,8 @@
 """A rigged avatar -> binary glTF (GLB) that Blender, Unity, Unreal and three.js open animated.
 
 The file holds the skeleton (joint nodes with inverse bind matrices), 8 skin weights per vertex
-(JOINTS_0/WEIGHTS_0 + JOINTS_1/WEIGHTS_1), linear vertex colours on a non-metallic PBR material,
+(JOINTS_0/WEIGHTS_0 + JOINTS_1/WEIGHTS_1), a non-metallic PBR material whose base colour is a baked
+sRGB PNG texture (`texture.py`; or linear vertex colours when no texture is asked for),
 and the ARKit blendshapes as morph targets named in `mesh.extras.targetNames` (Blender reads
 them as shape key names; face-tracking streams drive them by name). Optional: default morph
 weights (the expression the file opens with) and one animation of the morph weights.
@@ -16,6 +17,7 @@ import numpy as np
 
 from avatars.anny.accessories import vertex_normals
 from avatars.anny.rigged import RiggedMesh
+from avatars.anny.texture import TextureConfig, bake_base_color, png_bytes
 from dream3d.atomic import write_bytes_atomic
 from dream3d.export import srgb_to_linear
 
@@ -77,9 +79,22 @@ class _Buffer:
         return len(self.gltf.accessors) - 1
 
 
+def _add_base_color_texture(gltf, buf: _Buffer, image: np.ndarray) -> None:
+    """The PNG (sRGB, in the BIN chunk) as image 0, sampler 0 and texture 0."""
+    import pygltflib as g
+
+    buf.data += b"\0" * (-len(buf.data) % 4)
+    png = png_bytes(image)
+    gltf.bufferViews.append(g.BufferView(buffer=0, byteOffset=len(buf.data), byteLength=len(png)))
+    buf.data += png
+    gltf.images.append(g.Image(bufferView=len(gltf.bufferViews) - 1, mimeType="image/png", name="base_color"))
+    gltf.samplers.append(g.Sampler(magFilter=9729, minFilter=9987, wrapS=33071, wrapT=33071))  # linear, clamp
+    gltf.textures.append(g.Texture(sampler=0, source=0, name="base_color"))
+
+
 def rigged_glb_bytes(mesh: RiggedMesh, default_weights: dict[str, float] | None = None,
-                     animation: MorphAnimation | None = None) -> bytes:
-    """The GLB of a rigged mesh (see the module docstring)."""
+                     animation: MorphAnimation | None = None, texture: TextureConfig | None = TextureConfig()) -> bytes:
+    """The GLB of a rigged mesh (see the module docstring); `texture=None`: vertex colours instead."""
     import pygltflib as g
 
     gltf = g.GLTF2(asset=g.Asset(generator="dream3d avatars (Anny)", version="2.0"))
@@ -107,26 +122,32 @@ def rigged_glb_bytes(mesh: RiggedMesh, default_weights: dict[str, float] | None 
     ibm[:, 3, 3] = 1.0
     ibm_acc = buf.add(ibm.reshape(-1, 16), "MAT4", _FLOAT)
 
-    v = mesh.vertices.astype(np.float32)
-    normals = vertex_normals(v.astype(np.float64), mesh.faces)
+    normals = vertex_normals(mesh.vertices.astype(np.float64), mesh.faces)  # before the UV seams split vertices
     bad = np.linalg.norm(normals, axis=1) < 0.5
     normals[bad] = (0.0, 1.0, 0.0)
     joints, weights = mesh.top_influences(8)
+    baked = bake_base_color(mesh, texture) if texture is not None else None
+    vmap, faces = (baked.vertex_map, baked.faces) if baked else (np.arange(len(mesh.vertices)), mesh.faces)
+    v, normals, joints, weights = mesh.vertices[vmap].astype(np.float32), normals[vmap], joints[vmap], weights[vmap]
     attrs = {
         "POSITION": buf.add(v, "VEC3", _FLOAT, _ARRAY_BUFFER, minmax=True),
         "NORMAL": buf.add(normals.astype(np.float32), "VEC3", _FLOAT, _ARRAY_BUFFER),
-        "COLOR_0": buf.add(srgb_to_linear(mesh.colors).astype(np.float32), "VEC3", _FLOAT, _ARRAY_BUFFER),
         "JOINTS_0": buf.add(joints[:, :4].astype(np.uint16), "VEC4", _USHORT, _ARRAY_BUFFER),
         "WEIGHTS_0": buf.add(weights[:, :4], "VEC4", _FLOAT, _ARRAY_BUFFER),
         "JOINTS_1": buf.add(joints[:, 4:].astype(np.uint16), "VEC4", _USHORT, _ARRAY_BUFFER),
         "WEIGHTS_1": buf.add(weights[:, 4:], "VEC4", _FLOAT, _ARRAY_BUFFER),
     }
-    indices = buf.add(mesh.faces.astype(np.uint32).reshape(-1), "SCALAR", _UINT, _ELEMENT_ARRAY_BUFFER, minmax=True)
-    targets = [{"POSITION": buf.add(d.astype(np.float32), "VEC3", _FLOAT, _ARRAY_BUFFER, minmax=True)}
+    pbr = g.PbrMetallicRoughness(baseColorFactor=[1, 1, 1, 1], metallicFactor=0.0, roughnessFactor=0.8)
+    if baked is not None:
+        attrs["TEXCOORD_0"] = buf.add(baked.uv, "VEC2", _FLOAT, _ARRAY_BUFFER)
+        _add_base_color_texture(gltf, buf, baked.image)
+        pbr.baseColorTexture = g.TextureInfo(index=0)
+    else:
+        attrs["COLOR_0"] = buf.add(srgb_to_linear(mesh.colors).astype(np.float32), "VEC3", _FLOAT, _ARRAY_BUFFER)
+    indices = buf.add(faces.astype(np.uint32).reshape(-1), "SCALAR", _UINT, _ELEMENT_ARRAY_BUFFER, minmax=True)
+    targets = [{"POSITION": buf.add(d[vmap].astype(np.float32), "VEC3", _FLOAT, _ARRAY_BUFFER, minmax=True)}
                for d in mesh.morphs]
-    gltf.materials.append(g.Material(
-        name="avatar", pbrMetallicRoughness=g.PbrMetallicRoughness(baseColorFactor=[1, 1, 1, 1], metallicFactor=0.0,
-                                                                   roughnessFactor=0.8)))
+    gltf.materials.append(g.Material(name="avatar", pbrMetallicRoughness=pbr))
     start = [0.0] * len(mesh.morph_names)
     for name, w in (default_weights or {}).items():
         start[mesh.morph_names.index(name)] = float(w)
@@ -160,7 +181,7 @@ def rigged_glb_bytes(mesh: RiggedMesh, default_weights: dict[str, float] | None 
 
 
 def write_rigged_glb(mesh: RiggedMesh, path: str | os.PathLike, default_weights: dict[str, float] | None = None,
-                     animation: MorphAnimation | None = None) -> Path:
+                     animation: MorphAnimation | None = None, texture: TextureConfig | None = TextureConfig()) -> Path:
     """Write `rigged_glb_bytes` atomically to `path`."""
-    write_bytes_atomic(path, rigged_glb_bytes(mesh, default_weights, animation))
+    write_bytes_atomic(path, rigged_glb_bytes(mesh, default_weights, animation, texture))
     return Path(path)

@@ -30,10 +30,10 @@ class RenderConfig:
     """sRGB background."""
     seed: int = 0
     """Seeds the surface sampling (renders are deterministic)."""
-    fill_gap: float = 0.01
+    fill_gap: float = 0.003
     """Speckle fill: a pixel that shows something this much (metres) deeper than at least 5 of its
-    8 neighbours (a gap between splats, showing the background or the inside) takes their colour.
-    0: off."""
+    8 neighbours (a gap between splats, showing the background, the inside or the teeth behind
+    the lips) takes their colour (`fill_see_through`). 0: off."""
 
 
     def sample_count(self) -> int:
@@ -140,11 +140,11 @@ def render_view(samples: SurfaceSamples, azimuth_degrees: float, config: RenderC
     eye, right, up, forward = _camera(azimuth_degrees, config)
     rel = samples.points - eye.astype(np.float32)
     x, y, z = (rel @ axis.astype(np.float32) for axis in (right, up, forward))
-    facing = (samples.normals @ -forward) > -0.05
     focal = 0.5 * config.size / np.tan(np.radians(config.fov_degrees) / 2)
     px = np.floor(config.size / 2 + focal * x / z).astype(np.int64)
     py = np.floor(config.size / 2 - focal * y / z).astype(np.int64)
-    ok = facing & (z > 0.01) & (px >= 0) & (px < config.size) & (py >= 0) & (py < config.size)
+    # Two-sided: the z-buffer hides back faces, and a few of Anny's triangles (lips) face inward.
+    ok = (z > 0.01) & (px >= 0) & (px < config.size) & (py >= 0) & (py < config.size)
     ok &= (px < config.size - 1) & (py < config.size - 1)
     src = np.flatnonzero(ok)
     n = config.size
@@ -169,34 +169,45 @@ def render_view(samples: SurfaceSamples, azimuth_degrees: float, config: RenderC
     hit = np.flatnonzero(np.isfinite(zbuf))
     idx = np.take_along_axis(stack_i, best, 0)[0].reshape(-1)[hit]
     first = (hit,)
-    light = np.clip(samples.normals[idx] @ (-forward + 0.4 * up - 0.3 * right) / 1.17, 0.0, 1.0)
+    normals = samples.normals[idx] * np.where(samples.normals[idx] @ forward > 0, -1.0, 1.0)[:, None]
+    light = np.clip(normals @ (-forward + 0.4 * up - 0.3 * right) / 1.17, 0.0, 1.0)
     shade = 0.45 + 0.6 * light
     image = np.tile(np.asarray(config.background, np.float32), (config.size * config.size, 1))
     image[first[0]] = np.clip(samples.colors[idx] * shade[:, None], 0.0, 1.0)
     image = image.reshape(config.size, config.size, 3)
     if config.fill_gap > 0:
-        image = fill_speckles(image, zbuf.reshape(n, n), config.fill_gap)
+        image = fill_see_through(image, zbuf.reshape(n, n), config.fill_gap)
     return np.round(image * 255).astype(np.uint8)
 
 
-def fill_speckles(image: np.ndarray, depth: np.ndarray, gap: float) -> np.ndarray:
-    """[H, W, 3] image whose pixels that lie `gap` deeper than at least 5 of their 8 neighbours
-    (depth [H, W], inf for background) take the mean colour of those nearer neighbours."""
+def fill_see_through(image: np.ndarray, depth: np.ndarray, tolerance: float, passes: int = 4) -> np.ndarray:
+    """Pixels [H, W, 3] that no front sample reached, so a surface behind (or the background) shows,
+    take the mean colour of their nearer neighbours: where at least 5 of the 8 neighbours are more
+    than `tolerance` (metres) closer. Silhouettes and real depth steps have fewer such neighbours."""
     h, w = depth.shape
-    pd = np.pad(depth, 1, constant_values=np.inf)
-    pi = np.pad(image, ((1, 1), (1, 1), (0, 0)))
-    shifts = [(dy, dx) for dy in (0, 1, 2) for dx in (0, 1, 2) if (dy, dx) != (1, 1)]
-    nd = np.stack([pd[dy:dy + h, dx:dx + w] for dy, dx in shifts])  # [8, H, W]
-    nearer = nd < np.where(np.isinf(depth), np.inf, depth - gap)[None]
-    hole = nearer.sum(0) >= 5
-    if not hole.any():
-        return image
-    colours = np.stack([pi[dy:dy + h, dx:dx + w] for dy, dx in shifts])  # [8, H, W, 3]
-    weight = nearer[..., None].astype(np.float32)
-    filled = (colours * weight).sum(0) / np.maximum(weight.sum(0), 1.0)
-    out = image.copy()
-    out[hole] = filled[hole]
-    return out
+    offsets = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+    for _ in range(passes):
+        pd = np.pad(depth, 1, constant_values=np.inf)
+        pi = np.pad(image, ((1, 1), (1, 1), (0, 0)))
+        nd = np.stack([pd[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in offsets])  # [8, H, W]
+        ni = np.stack([pi[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in offsets])  # [8, H, W, 3]
+        nearer = nd < depth[None] - tolerance
+        hole = nearer.sum(0) >= 5  # splats are 2x2, so are their gaps
+        if not hole.any():
+            break
+        weight = nearer[..., None].astype(np.float32)
+        image = image.copy()
+        image[hole] = ((ni * weight).sum(0) / np.maximum(weight.sum(0), 1))[hole]
+        depth = depth.copy()
+        depth[hole] = np.where(nearer, nd, np.inf).min(0)[hole]
+    return image
+
+
+def render_turntable_frames(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, frames: int,
+                            config: RenderConfig) -> np.ndarray:
+    """[T, H, W, 3] uint8: a full turn starting from the front."""
+    samples = sample_surface(vertices, faces, colors, config.sample_count(), config.seed)
+    return np.stack([render_view(samples, 360.0 * i / frames, config) for i in range(frames)])
 
 
 def animated_pattern(mesh, count: int, seed: int) -> SamplePattern:
@@ -212,10 +223,3 @@ def eye_depth_bias(parts: np.ndarray, metres: float = 0.01) -> np.ndarray:
     from avatars.anny.rigged import Part
 
     return np.where(np.isin(parts, (Part.EYE_WHITE, Part.IRIS, Part.PUPIL)), metres, 0.0).astype(np.float32)
-
-
-def render_turntable_frames(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, frames: int,
-                            config: RenderConfig) -> np.ndarray:
-    """[T, H, W, 3] uint8: a full turn starting from the front."""
-    samples = sample_surface(vertices, faces, colors, config.sample_count(), config.seed)
-    return np.stack([render_view(samples, 360.0 * i / frames, config) for i in range(frames)])

@@ -27,6 +27,7 @@ class Part(enum.IntEnum):
     GLASSES = 11
     HAT = 12
     TEETH = 13
+    EYELASH = 14
 
 
 @dataclass(frozen=True)
