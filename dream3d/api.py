@@ -128,7 +128,7 @@ def warn_if_outside_world(prompt: str, prior) -> str | None:
     from dream3d.guidance.loading import PriorKind
     from dream3d.priors.world import parse_caption
 
-    if prior.kind is not PriorKind.PRIMITIVES:
+    if prior.kind not in (PriorKind.PRIMITIVES, PriorKind.PRIMITIVES_MULTIVIEW):
         return None
     object_id, _ = parse_caption(prompt)
     if object_id is not None:
@@ -312,7 +312,7 @@ def sample_grid_path(out: str | Path) -> Path:
 
 def _load_prior(spec: str | None, device: torch.device):
     from dream3d.guidance.loading import PriorNotFoundError
-    from dream3d.guidance.priors import load_prior
+    from dream3d.guidance.select import load_prior
 
     import diffusers.utils.logging as diffusers_logging
 
