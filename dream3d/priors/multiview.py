@@ -221,6 +221,18 @@ class MultiViewPrior(nn.Module):
     def classifier(self):
         return self.base.classifier
 
+    @property
+    def device(self) -> torch.device:
+        return self.base.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.base.dtype
+
+    @property
+    def predicts_v(self) -> bool:
+        return self.base.predicts_v
+
     def encode_prompts(self, prompts: list[str]) -> Tensor:
         return self.base.encode_prompts(prompts)
 
