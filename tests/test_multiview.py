@@ -157,6 +157,10 @@ def test_mvdream_folder_without_camera_embedding_is_one_clear_line(tmp_path):
     with pytest.raises(PriorNotFoundError) as error:
         load_prior(folder)
     assert "camera_embedding" in str(error.value) and "\n" not in str(error.value)
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "unet": ["mv_unet", "MultiViewUNetModel"]}))
+    with pytest.raises(PriorNotFoundError, match="MultiViewUNetModel UNet"):
+        load_prior(folder)
 
 
 # ---------------------------------------------------------------------------------------------

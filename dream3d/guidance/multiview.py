@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from dream3d.cameras import Cameras
 from dream3d.diffusion_math import add_noise, classifier_shift
-from dream3d.guidance.loading import PriorKind, require_component
+from dream3d.guidance.loading import PriorKind, PriorNotFoundError, require_component
 from dream3d.guidance.priors import (
     DiffusionPrior,
     PriorRuntimeConfig,
@@ -132,13 +132,21 @@ class MVDreamPrior(StableDiffusionPrior, MultiViewDiffusionPrior):
 
         from dream3d.priors.multiview import CameraMLP, attach_camera_branch
 
+        index = json.loads((folder / "model_index.json").read_text())
+        unet_class = index.get("unet", ["diffusers", "UNet2DConditionModel"])
+        if list(unet_class) != ["diffusers", "UNet2DConditionModel"]:
+            # ashawkey/mvdream-sd2.1-diffusers names its own MultiViewUNetModel (mv_unet.py) here.
+            raise PriorNotFoundError(
+                f"MVDream checkpoint at {folder} has a {'.'.join(unet_class)} UNet; dream3d loads the layout with a "
+                "diffusers UNet2DConditionModel in unet/ and a CameraMLP in camera_embedding/ "
+                "(dream3d.priors.multiview): convert the weights to it first")
         path = require_component(folder, "camera_embedding")
         try:
             camera = CameraMLP.load(path)
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
             raise _load_error(folder, "camera_embedding", error) from None
         base = StableDiffusionPrior.from_folder(folder, device, dtype, config)
-        num_views = json.loads((folder / "model_index.json").read_text()).get("num_views", 4)
+        num_views = index.get("num_views", 4)
         prior = cls.__new__(cls)
         prior.__dict__.update(base.__dict__)
         prior.identity = f"{cls.kind.value}:{folder.resolve()}:{prior.dtype}"
