@@ -11,7 +11,7 @@ the single-view grammar (dream3d.priors.captions): one caption per object, each 
 view suffix; 10 % of sets get "" (classifier-free guidance). Random horizontal flips mirror
 the whole set, and the camera features with it (azimuth -> -azimuth).
 
-The UNet (with cross-view attention) and the new camera MLP are trained on v prediction; the
+The UNet, the camera MLP and the cross-view attention gates are trained on v prediction; the
 caption encoder stays frozen. EMA weights are saved atomically every --checkpoint-minutes and at
 the end, so the run can be stopped at any time.
 """
@@ -46,7 +46,8 @@ def parse_args(argv=None):
     ap.add_argument("--sets", type=int, default=2, help="4-view sets per step")
     ap.add_argument("--views", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-4, help="UNet learning rate (a fine-tune)")
-    ap.add_argument("--camera-lr", type=float, default=1e-3, help="learning rate of the new camera MLP")
+    ap.add_argument("--new-lr", type=float, default=3e-3,
+                    help="learning rate of the new, zero-initialised parts (camera MLP, cross-view attention gates)")
     ap.add_argument("--warmup-steps", type=int, default=50)
     ap.add_argument("--ema-decay", type=float, default=0.995)
     ap.add_argument("--cond-drop", type=float, default=0.1)
@@ -102,14 +103,15 @@ def main(argv=None) -> int:
     prior.unet.requires_grad_(True)
     prior.train()
     prior.base.text_encoder.eval()
-    camera_params = list(prior.camera.parameters())
-    camera_ids = {id(p) for p in camera_params}
-    unet_params = [p for p in prior.unet.parameters() if id(p) not in camera_ids]
+    prior.gates.requires_grad_(True)
+    new_params = list(prior.camera.parameters()) + list(prior.gates.parameters())
+    new_ids = {id(p) for p in new_params}
+    unet_params = [p for p in prior.unet.parameters() if id(p) not in new_ids]
     opt = torch.optim.AdamW([{"params": unet_params, "lr": args.lr, "base": args.lr},
-                             {"params": camera_params, "lr": args.camera_lr, "base": args.camera_lr}], weight_decay=0.0)
+                             {"params": new_params, "lr": args.new_lr, "base": args.new_lr}], weight_decay=0.0)
     ema = copy.deepcopy(prior).eval().requires_grad_(False)
-    ema_params = list(ema.unet.parameters())
-    live_params = list(prior.unet.parameters())
+    ema_params = list(ema.unet.parameters()) + list(ema.gates.parameters())
+    live_params = list(prior.unet.parameters()) + list(prior.gates.parameters())
     sched = prior.scheduler
     step, loss_avg, last_ckpt = 0, None, time.time()
 

@@ -2,18 +2,17 @@
 
 It wraps the bundled prior's UNet and adds two things:
 - self-attention spans the views of one object: `MultiViewAttnProcessor` on every attention
-  layer reshapes the self-attention tokens [B*V, HW, C] -> [B, V*HW, C]. No new weights, so
-  the views start out attending to each other with the single-view model's projections;
+  layer reshapes the self-attention tokens [B*V, HW, C] -> [B, V*HW, C] with the single-view
+  model's projections, blended in by a zero-initialised gate per layer;
 - a camera embedding: each view's (azimuth, elevation, distance) features through a small MLP
   whose last layer starts at zero, added to the timestep embedding. It rides diffusers'
   `class_labels` path: `CameraClassEmbedding` takes [pooled caption | camera features], so the
   UNet itself stays a stock UNet2DConditionModel on disk.
 
-Zero-initialised camera branch: a 1-view call reproduces the single-view UNet exactly, and 4
-identical views give the single-view output too (attention over 4 copies of each key is the
-same average). Folder layout (diffusers-style, written by `save_multiview_prior`): the bundled
+Zero-initialised branches (the camera MLP's last layer and one cross-view attention gate per
+self-attention layer): at init the prior reproduces the single-view UNet exactly, for any views. Folder layout (diffusers-style, written by `save_multiview_prior`): the bundled
 prior's pieces (unet/ in fp16, scheduler/, text_encoder/, tokenizer/, classifier/) plus
-camera_embedding/ (config.json + model.safetensors), model_index.json naming
+camera_embedding/ (config.json + model.safetensors), view_attention/ (the gates), model_index.json naming
 PrimitivesMultiViewPipeline.
 """
 from __future__ import annotations
@@ -50,9 +49,17 @@ def default_mv_prior_dir() -> Path:
 class MultiViewAttnProcessor(AttnProcessor2_0):
     """Self-attention over all views of one object; cross-attention (to the caption) per view.
 
-    `num_views` comes in through the UNet's `cross_attention_kwargs`, so one UNet serves any
-    number of views (1: exactly the stock processor). hidden_states: [B*V, HW, C].
+    With a `gate` g (a zero-initialised scalar parameter) the output is
+    per_view + g (joint - per_view): exactly the single-view layer at g = 0, whatever the views
+    (letting 4 different views attend to each other at once multiplied the prior's v error by
+    5 before any training, see the model card), and the joint layer at g = 1. gate None: the
+    joint layer (MVDream). `num_views` comes in through the UNet's `cross_attention_kwargs`, so
+    one UNet serves any number of views. hidden_states: [B*V, HW, C].
     """
+
+    def __init__(self, gate: nn.Parameter | None = None) -> None:
+        super().__init__()
+        self.gate = gate
 
     def __call__(self, attn, hidden_states: Tensor, encoder_hidden_states: Tensor | None = None,
                  attention_mask: Tensor | None = None, temb: Tensor | None = None, num_views: int = 1,
@@ -60,14 +67,47 @@ class MultiViewAttnProcessor(AttnProcessor2_0):
         if encoder_hidden_states is not None or num_views == 1:
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         bv, tokens, channels = hidden_states.shape
-        joint = hidden_states.reshape(bv // num_views, num_views * tokens, channels)  # [B, V*HW, C]
-        out = super().__call__(attn, joint, None, attention_mask, temb)
-        return out.reshape(bv, tokens, channels)
+        joint_in = hidden_states.reshape(bv // num_views, num_views * tokens, channels)  # [B, V*HW, C]
+        joint = super().__call__(attn, joint_in, None, attention_mask, temb).reshape(bv, tokens, channels)
+        if self.gate is None:
+            return joint
+        per_view = super().__call__(attn, hidden_states, None, attention_mask, temb)
+        return per_view + self.gate.to(joint.dtype) * (joint - per_view)
 
 
-def enable_multiview_attention(unet: nn.Module) -> None:
-    """Put `MultiViewAttnProcessor` on every attention layer of a diffusers UNet."""
-    unet.set_attn_processor(MultiViewAttnProcessor())
+def self_attention_names(unet: nn.Module) -> list[str]:
+    """Names of the UNet's self-attention layers (attn1 of every transformer block), in order."""
+    return [name for name, module in unet.named_modules() if name.endswith("attn1")]
+
+
+class ViewAttentionGates(nn.Module):
+    """One zero-initialised gate per self-attention layer (see MultiViewAttnProcessor)."""
+
+    def __init__(self, layer_names: list[str]) -> None:
+        super().__init__()
+        self.gates = nn.ParameterDict({n.replace(".", "_"): nn.Parameter(torch.zeros(1)) for n in layer_names})
+
+    def gate(self, layer_name: str) -> nn.Parameter:
+        return self.gates[layer_name.replace(".", "_")]
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().float().contiguous().cpu() for k, v in self.state_dict().items()},
+                  str(folder / "model.safetensors"))
+
+    def load_from(self, folder: Path) -> "ViewAttentionGates":
+        self.load_state_dict(load_file(str(folder / "model.safetensors")))
+        return self
+
+
+def enable_multiview_attention(unet: nn.Module, gates: ViewAttentionGates | None = None) -> None:
+    """Put `MultiViewAttnProcessor` on every attention layer of a diffusers UNet (gated by `gates`)."""
+    processors = {}
+    for name in unet.attn_processors:  # "<layer>.processor"
+        layer = name.rsplit(".", 1)[0]
+        gate = gates.gate(layer) if gates is not None and layer.endswith("attn1") else None
+        processors[name] = MultiViewAttnProcessor(gate)
+    unet.set_attn_processor(processors)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,9 +203,10 @@ class CameraClassEmbedding(nn.Module):
 
 
 def attach_camera_branch(unet: nn.Module, camera: CameraMLP | None = None,
-                         features: CameraFeatures = CameraFeatures.SPHERICAL) -> CameraMLP:
+                         features: CameraFeatures = CameraFeatures.SPHERICAL,
+                         gates: ViewAttentionGates | None = None) -> CameraMLP:
     """Wrap `unet.class_embedding` with a camera MLP (a new zero-initialised one unless given) and
-    turn on multi-view attention. Returns the camera MLP."""
+    turn on multi-view attention (gated by `gates`, or fully joint without). Returns the camera MLP."""
     pooled = unet.class_embedding
     time_dim = unet.time_embedding.linear_2.out_features
     if camera is None:
@@ -173,7 +214,7 @@ def attach_camera_branch(unet: nn.Module, camera: CameraMLP | None = None,
         camera = CameraMLP(CameraEmbeddingConfig(features, hidden=time_dim, out_features=time_dim, pooled_dim=pooled_dim))
         camera.to(device=unet.device, dtype=unet.dtype)
     unet.class_embedding = CameraClassEmbedding(pooled, camera)
-    enable_multiview_attention(unet)
+    enable_multiview_attention(unet, gates)
     return camera
 
 
@@ -198,12 +239,15 @@ def multiview_unet_output(unet: nn.Module, noisy: Tensor, t: Tensor, embeddings:
 class MultiViewPrior(nn.Module):
     """A `BundledPrior` whose UNet denoises `num_views` views jointly at known cameras."""
 
-    def __init__(self, base, camera: CameraMLP | None = None, num_views: int = 4) -> None:
-        """base: a dream3d.priors.model.BundledPrior; its UNet is changed in place."""
+    def __init__(self, base, camera: CameraMLP | None = None, num_views: int = 4,
+                 gates: ViewAttentionGates | None = None) -> None:
+        """base: a dream3d.priors.model.BundledPrior; its UNet is changed in place. gates: the
+        cross-view attention gates (new zero-initialised ones unless given)."""
         super().__init__()
         self.base = base
         self.num_views = int(num_views)
-        self.camera = attach_camera_branch(base.unet, camera)
+        self.gates = gates if gates is not None else ViewAttentionGates(self_attention_names(base.unet))
+        self.camera = attach_camera_branch(base.unet, camera, gates=self.gates)
 
     @property
     def unet(self) -> nn.Module:
@@ -299,8 +343,10 @@ def save_multiview_prior(prior: MultiViewPrior, folder: str | os.PathLike, half:
         base.classifier = prior.classifier
         _write_prior(base, tmp, half)
         prior.camera.save(tmp / "camera_embedding")
+        prior.gates.save(tmp / "view_attention")
         index = json.loads((tmp / "model_index.json").read_text())
         index.update({"_class_name": MV_PIPELINE_CLASS_NAME, "camera_embedding": ["dream3d.priors.multiview", "CameraMLP"],
+                      "view_attention": ["dream3d.priors.multiview", "ViewAttentionGates"],
                       "num_views": prior.num_views})
         (tmp / "model_index.json").write_text(json.dumps(index, indent=1))
         if folder.exists():
@@ -336,10 +382,12 @@ def load_multiview_prior(folder: str | os.PathLike | None = None, device: str | 
     from dream3d.priors.model import PIPELINE_CLASS_NAME, load_bundled_prior
 
     folder = Path(folder) if folder is not None else default_mv_prior_dir()
-    if not is_multiview_prior_folder(folder) or not (folder / "camera_embedding" / "model.safetensors").is_file():
+    parts = [folder / "camera_embedding" / "model.safetensors", folder / "view_attention" / "model.safetensors"]
+    if not is_multiview_prior_folder(folder) or not all(p.is_file() for p in parts):
         raise FileNotFoundError(
-            f"no multi-view prior at {folder} (model_index.json with _class_name {MV_PIPELINE_CLASS_NAME!r} and "
-            "camera_embedding/ expected); train one with scripts/train_mv_prior.py or set DREAM3D_MV_PRIOR_DIR"
+            f"no multi-view prior at {folder} (model_index.json with _class_name {MV_PIPELINE_CLASS_NAME!r}, "
+            "camera_embedding/ and view_attention/ expected); train one with scripts/train_mv_prior.py or set "
+            "DREAM3D_MV_PRIOR_DIR"
         )
     index = json.loads((folder / "model_index.json").read_text())
     # The pieces it shares with the bundled prior load through the bundled loader (same layout).
@@ -350,7 +398,8 @@ def load_multiview_prior(folder: str | os.PathLike | None = None, device: str | 
         (Path(view) / "model_index.json").write_text(json.dumps({**index, "_class_name": PIPELINE_CLASS_NAME}))
         base = load_bundled_prior(view, device=device, dtype=dtype)
     camera = CameraMLP.load(folder / "camera_embedding").to(device=device, dtype=dtype)
-    prior = MultiViewPrior(base, camera, int(index.get("num_views", 4)))
+    gates = ViewAttentionGates(self_attention_names(base.unet)).load_from(folder / "view_attention")
+    prior = MultiViewPrior(base, camera, int(index.get("num_views", 4)), gates.to(device=device, dtype=dtype))
     prior.requires_grad_(False)
     return prior.eval()
 
