@@ -144,7 +144,7 @@ def warn_if_outside_world(prompt: str, prior) -> str | None:
     from dream3d.guidance.loading import PriorKind
     from dream3d.priors.world import parse_caption
 
-    if prior.kind is not PriorKind.PRIMITIVES:
+    if prior.kind not in (PriorKind.PRIMITIVES, PriorKind.PRIMITIVES_MULTIVIEW):
         return None
     object_id, _ = parse_caption(prompt)
     if object_id is not None:
@@ -314,8 +314,11 @@ def finish_run(folder: RunFolder, config: RunConfig, field, occupancy) -> list[P
 
 def sample_prior(prompt: str, out: str | Path, prior: str | None = None, num: int = 8, seed: int = 0,
                  steps: int = 50, guidance: float | None = None, device: str | None = None,
-                 classifier_scale: float = 0.0) -> Path:
+                 classifier_scale: float = 0.0, views: int = 1) -> Path:
     """A grid of 2D DDIM samples of the bundled prior for `prompt` (what the prior knows).
+
+    views > 1: `num` sets of that many jointly denoised views from the multi-view prior
+    (--prior, default assets/primitives-mv-prior), one set per row.
 
     classifier_scale > 0 adds the prior's noise-aware classifier's guidance. Off by default: on
     the v-prediction prior it breaks samples up (`a red ball` comes out as green fragments)."""
@@ -323,20 +326,33 @@ def sample_prior(prompt: str, out: str | Path, prior: str | None = None, num: in
     from dream3d.priors.sample import DEFAULT_GUIDANCE, write_sample_grid
 
     prompt = check_prompt(prompt)
-    if num < 1 or steps < 1:
-        raise UsageError("-n/--num and --steps must be >= 1")
+    if num < 1 or steps < 1 or views < 1:
+        raise UsageError("-n/--num, --steps and --views must be >= 1")
     if classifier_scale < 0:
         raise UsageError("--classifier-scale must be >= 0")
     torch_device = resolve_device(device or "auto")
-    loaded = _load_prior(prior, torch_device)
-    if loaded.kind is not PriorKind.PRIMITIVES:
-        raise UsageError("dream3d sample draws 2D samples from the bundled prior only; pass a bundled-prior folder or no --prior")
+    if views > 1:
+        from dream3d.priors.multiview import default_mv_prior_dir, is_multiview_prior_folder
+
+        if prior is None and not is_multiview_prior_folder(default_mv_prior_dir()):
+            raise Dream3DError(f"no multi-view prior at {default_mv_prior_dir()}: train it with "
+                               "scripts/train_mv_prior.py, set DREAM3D_MV_PRIOR_DIR, or pass one with --prior")
+        loaded = _load_prior(prior if prior is not None else str(default_mv_prior_dir()), torch_device)
+        if loaded.kind is not PriorKind.PRIMITIVES_MULTIVIEW:
+            raise UsageError("--views > 1 needs the multi-view prior; pass a multi-view prior folder or no --prior")
+        if views != loaded.num_views:
+            raise UsageError(f"--views must be 1 or {loaded.num_views} (the views the multi-view prior denoises jointly)")
+    else:
+        loaded = _load_prior(prior, torch_device)
+        if loaded.kind is not PriorKind.PRIMITIVES:
+            raise UsageError("dream3d sample draws 2D samples from the bundled prior only; pass a bundled-prior "
+                             "folder or no --prior (--views 4 for the multi-view prior)")
     warn_if_outside_world(prompt, loaded)
     out = sample_grid_path(out)
     ensure_writable_folder(out.expanduser().resolve().parent)
     write_sample_grid(loaded.prior, [prompt], out, seed=seed, steps=steps, per_prompt=num,
                       guidance_scale=DEFAULT_GUIDANCE if guidance is None else guidance,
-                      classifier_scale=classifier_scale)
+                      classifier_scale=classifier_scale, views=views)
     return out
 
 
@@ -355,7 +371,7 @@ def sample_grid_path(out: str | Path) -> Path:
 
 def _load_prior(spec: str | None, device: torch.device):
     from dream3d.guidance.loading import PriorNotFoundError
-    from dream3d.guidance.priors import load_prior
+    from dream3d.guidance.select import load_prior
 
     import diffusers.utils.logging as diffusers_logging
 

@@ -88,6 +88,8 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     sample.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default 2; score distillation uses far more)")
     sample.add_argument("--classifier-scale", type=float, default=0.0,
                         help="add the prior's noise-aware classifier guidance at this scale (default off)")
+    sample.add_argument("--views", type=int, default=1,
+                        help="4: sets of 4 jointly denoised views from the multi-view prior, one set per row")
     _add_common(sample)
     parsers["sample"] = sample
 
@@ -186,7 +188,7 @@ def _dispatch(argv: list[str]) -> int:
     elif command == "sample":
         print(api.sample_prior(args.prompt, args.out, prior=args.prior, num=args.num, seed=args.seed,
                                steps=args.steps, guidance=args.guidance, device=args.device,
-                               classifier_scale=args.classifier_scale))
+                               classifier_scale=args.classifier_scale, views=args.views))
     elif command == "batch":
         return _run_batch(args)
     return 0

@@ -26,9 +26,11 @@ from dream3d.config import OptimConfig, Representation, RunConfig, ShadingConfig
 from dream3d.configtools import to_plain
 from dream3d.errors import CheckpointError, Dream3DError
 from dream3d.fields import Field, HashGridField, HashGridFieldConfig, TriplaneField, TriplaneFieldConfig
+from dream3d.guidance.multiview import MultiViewDiffusionPrior, multiview_score_distillation
 from dream3d.guidance.priors import DiffusionPrior
 from dream3d.guidance.sds import score_distillation
 from dream3d.losses import regularizers
+from dream3d.priors.multiview import sample_multiview_cameras
 from dream3d.prompts import PromptEmbeddings
 from dream3d.renderer import OccupancyGrid, RandomSolidBackground, ShadingMode, render_cameras
 from dream3d.renderer.shading import sample_light_positions
@@ -132,8 +134,13 @@ def train_step(
     # 1. Keep empty-space skipping in step with the field.
     with torch.no_grad():
         state.occupancy.update(field, step, gen)
-    # 2. Cameras, lights and shading, drawn like the prior's training images.
-    cameras = sample_cameras(config.cameras, config.train.batch_size, gen).to(device)
+    # 2. Cameras, lights and shading, drawn like the prior's training images; a multi-view prior
+    #    gets batch_size sets of its views at equal azimuth steps.
+    multiview = isinstance(prior, MultiViewDiffusionPrior)
+    if multiview:
+        cameras = sample_multiview_cameras(config.cameras, config.train.batch_size, prior.num_views, gen).to(device)
+    else:
+        cameras = sample_cameras(config.cameras, config.train.batch_size, gen).to(device)
     lights = sample_light_positions(cameras.positions.cpu(), gen, config.train.shading.light_jitter).to(device)
     shading = choose_shading(config.train.shading, step, total_steps, gen)
     # 3. Render over random solid backgrounds: [B, H, W, 3].
@@ -141,7 +148,11 @@ def train_step(
                          lights, state.occupancy, gen)
     # 4. Score distillation: the prior's gradient on the images.
     condition = embeddings.for_cameras(cameras, config.sds.perp_neg)
-    guidance = score_distillation(prior, out.rgb, condition, step, total_steps, config.sds, gen)
+    if multiview:
+        guidance = multiview_score_distillation(prior, out.rgb, condition, prior.camera_features(cameras), step,
+                                                total_steps, config.sds, gen)
+    else:
+        guidance = score_distillation(prior, out.rgb, condition, step, total_steps, config.sds, gen)
     # 5. Regularisers.
     planes = field.planes if isinstance(field, TriplaneField) else None
     reg = regularizers(out, config.regularizers, planes)

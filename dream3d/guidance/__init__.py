@@ -13,8 +13,8 @@ from dream3d.guidance.priors import (
     DiffusionPrior,
     PriorRuntimeConfig,
     StableDiffusionPrior,
-    load_prior,
 )
+from dream3d.guidance.select import load_prior
 from dream3d.guidance.schedules import Annealing, TimestepSchedule, Weighting, sample_timesteps, sds_weight, t_range
 from dream3d.guidance.sds import GuidanceOutput, SDSConfig, default_sds_config, score_distillation
 

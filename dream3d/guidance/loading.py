@@ -24,6 +24,13 @@ class PriorKind(enum.Enum):
     STABLE_DIFFUSION = "StableDiffusionPipeline"
     DEEPFLOYD_IF = "IFPipeline"
     PRIMITIVES = "PrimitivesPriorPipeline"
+    PRIMITIVES_MULTIVIEW = "PrimitivesMultiViewPipeline"
+    MVDREAM = "MVDreamPipeline"
+
+    @property
+    def multiview(self) -> bool:
+        """True for priors that denoise several views of one object jointly (dream3d.guidance.multiview)."""
+        return self in (PriorKind.PRIMITIVES_MULTIVIEW, PriorKind.MVDREAM)
 
 
 def hf_cache_dir() -> Path:

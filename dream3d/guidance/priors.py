@@ -12,7 +12,6 @@ Every parameter is frozen (requires_grad False, eval mode); `predict_noise` runs
 from __future__ import annotations
 
 import abc
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +23,7 @@ from torch import Tensor, nn
 from dream3d.guidance.loading import (
     PriorKind,
     PriorNotFoundError,
-    read_prior_kind,
     require_component,
-    resolve_prior_folder,
 )
 
 
@@ -415,32 +412,3 @@ def _scheduler_config(folder: Path) -> dict:
         return json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise _load_error(folder, "scheduler", error) from None
-
-
-def default_dtype(device: torch.device, config: PriorRuntimeConfig) -> torch.dtype:
-    """float16 on CUDA when `config.half_precision`, else float32."""
-    return torch.float16 if device.type == "cuda" and config.half_precision else torch.float32
-
-
-def load_prior(
-    spec: str | os.PathLike | None = None,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype | None = None,
-    config: PriorRuntimeConfig = PriorRuntimeConfig(),
-) -> DiffusionPrior:
-    """Load a frozen prior from a local diffusers folder or a cached Hugging Face model id.
-
-    spec: folder, model id ("stabilityai/stable-diffusion-2-1-base", must be in the local HF
-    cache) or None for the bundled primitives prior. The pipeline type comes from
-    model_index.json's `_class_name`. dtype: None picks `default_dtype(device, config)`.
-    Raises PriorNotFoundError (one line) when the prior is missing or incomplete.
-    """
-    device = torch.device(device)
-    dtype = default_dtype(device, config) if dtype is None else dtype
-    folder = resolve_prior_folder(spec)
-    kind = read_prior_kind(folder)
-    if kind is PriorKind.STABLE_DIFFUSION:
-        return StableDiffusionPrior.from_folder(folder, device, dtype, config)
-    if kind is PriorKind.DEEPFLOYD_IF:
-        return DeepFloydIFPrior.from_folder(folder, device, dtype, config)
-    return BundledPrimitivesPrior.from_folder(folder, device, dtype)

@@ -70,11 +70,15 @@ def default_sds_config(kind: PriorKind) -> SDSConfig:
       configs/dreamfusion-if.yaml (deep-floyd-guidance).
     - Bundled primitives prior: CFG 30 plus classifier guidance 10, t in [0.02, 0.98],
       w = 1 - alpha_bar, chosen with scripts/eval_primitives.py (figures in docs/decisions.md).
+      Its multi-view prior starts from the same numbers (assets/primitives-mv-prior/MODEL_CARD.md).
+    - MVDream-style multi-view SD: guidance 50, threestudio's configs/mvdream-sd21.yaml.
     """
     if kind is PriorKind.STABLE_DIFFUSION:
         return SDSConfig(guidance_scale=100.0)
-    if kind is PriorKind.PRIMITIVES:
+    if kind in (PriorKind.PRIMITIVES, PriorKind.PRIMITIVES_MULTIVIEW):
         return SDSConfig(guidance_scale=30.0, classifier_scale=10.0)
+    if kind is PriorKind.MVDREAM:
+        return SDSConfig(guidance_scale=50.0)
     return SDSConfig(guidance_scale=20.0)
 
 

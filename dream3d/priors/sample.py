@@ -19,7 +19,7 @@ washed-out, noisy images (docs/decisions.md). Score distillation is another matt
 @torch.no_grad()
 def ddim_sample(prior: BundledPrior, prompts: list[str], steps: int = 50, guidance_scale: float = DEFAULT_GUIDANCE,
                 generator: torch.Generator | None = None, classifier_scale: float = 0.0,
-                guidance_rescale: float = 0.0) -> Tensor:
+                guidance_rescale: float = 0.0, cameras: Tensor | None = None) -> Tensor:
     """One image per prompt: [B, H, W, 3] in [0, 1].
 
     1. Encode the prompts and the empty prompt. 2. Start from Gaussian noise. 3. For each DDIM
@@ -32,6 +32,8 @@ def ddim_sample(prior: BundledPrior, prompts: list[str], steps: int = 50, guidan
     2024 for the over-exposed, washed-out samples that large guidance gives on a zero-terminal-SNR
     v-prediction prior.
     The DDIM scheduler inherits the prior's prediction type, schedule and timestep spacing.
+    cameras: [B, F] camera features for a multi-view prior (dream3d.priors.multiview), whose
+    prompts then come in sets of its num_views consecutive views, denoised jointly.
     """
     from dream3d.priors.classifier import classifier_score, labels_for_prompt
 
@@ -45,7 +47,8 @@ def ddim_sample(prior: BundledPrior, prompts: list[str], steps: int = 50, guidan
     emb = torch.cat([uncond, cond])  # [2B, L, D]
     x = torch.randn(B, 3, S, S, generator=generator).to(device=prior.device, dtype=prior.dtype)
     for t in scheduler.timesteps:
-        out = prior.predict_model_output(torch.cat([x, x]), t.expand(2 * B).to(prior.device), emb)
+        extra = () if cameras is None else (torch.cat([cameras, cameras]).to(prior.device, prior.dtype),)
+        out = prior.predict_model_output(torch.cat([x, x]), t.expand(2 * B).to(prior.device), emb, *extra)
         out_u, out_c = out.chunk(2)
         guided = out_u + guidance_scale * (out_c - out_u)
         if guidance_rescale > 0:
@@ -83,14 +86,31 @@ def image_grid(images: Tensor, rows: int) -> np.ndarray:
 
 def write_sample_grid(prior: BundledPrior, prompts: list[str], out_png: str | os.PathLike, seed: int = 0,
                       steps: int = 50, guidance_scale: float = DEFAULT_GUIDANCE, per_prompt: int = 4, scale: int = 2,
-                      classifier_scale: float = 0.0) -> Tensor:
-    """Sample `per_prompt` images of each prompt (one row per prompt), write a PNG, return [N, H, W, 3]."""
+                      classifier_scale: float = 0.0, views: int = 1) -> Tensor:
+    """Sample `per_prompt` images of each prompt (one row per prompt), write a PNG, return [N, H, W, 3].
+
+    views > 1 (a multi-view prior): `per_prompt` sets of `views` views at equal azimuth steps from
+    the front, elevation 15 degrees, each set one row, each view with its own view word."""
     import imageio.v3 as iio
 
     g = torch.Generator().manual_seed(seed)
-    batch = [p for p in prompts for _ in range(per_prompt)]
-    images = ddim_sample(prior, batch, steps, guidance_scale, g, classifier_scale)
-    grid = image_grid(images, rows=len(prompts))
+    if views == 1:
+        batch = [p for p in prompts for _ in range(per_prompt)]
+        images = ddim_sample(prior, batch, steps, guidance_scale, g, classifier_scale)
+        rows = len(prompts)
+    else:
+        from dream3d.priors.captions import with_view
+        from dream3d.priors.multiview import camera_features, multiview_cameras
+
+        sets = len(prompts) * per_prompt
+        ones = torch.ones(sets)
+        cams = multiview_cameras(torch.zeros(sets), 15.0 * ones, 3.1 * ones, 45.0 * ones, prior.image_size, views)
+        batch = [with_view(p, float(a), float(e)) for p in prompts for _ in range(per_prompt)
+                 for a, e in zip(cams.azimuth_deg[:views].tolist(), cams.elevation_deg[:views].tolist())]
+        images = ddim_sample(prior, batch, steps, guidance_scale, g, classifier_scale,
+                             cameras=camera_features(cams, prior.camera.config.features))
+        rows = sets
+    grid = image_grid(images, rows=rows)
     grid = np.kron(grid, np.ones((scale, scale, 1), dtype=np.uint8))
     write_with(out_png, lambda tmp: iio.imwrite(tmp, grid))
     return images
