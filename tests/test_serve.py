@@ -8,6 +8,8 @@ the page loads comes from beyond this machine.
 """
 from __future__ import annotations
 
+import json
+
 import io
 import os
 import socket
@@ -220,12 +222,14 @@ def test_avatar_tab_makes_a_random_avatar(page, server, requests_seen):
     page.get_by_role("tab", name="Avatars").click()
     page.wait_for_selector("#avatar-model")
     empty = pixels(page, "#avatar-model")
-    page.get_by_label("random (parametric engine)").check()
+    page.get_by_label("random (rigged)").check()
     page.locator("#avatar-seed input").fill("3")
+    page.locator("#avatar-expression input").fill("smile")
     line = click_and_wait(page, "#avatar-generate", ("done:", "dream3d: error", "dream3d: internal error"), "#avatar-status")
     assert line.startswith("done:"), line
     folder = Path(line.removeprefix("done:").strip())
     assert folder.parent == out and (folder / "avatar.json").is_file() and (folder / "model.glb").is_file()
+    assert json.loads((folder / "avatar.json").read_text())["expression"] == "smile"  # the page's control reached it
 
     shown = wait_for_object(page, "#avatar-model")
     assert shown > 0.02 and shown > object_fraction(empty) + 0.01, (
@@ -242,11 +246,11 @@ def test_avatar_tab_makes_a_random_avatar(page, server, requests_seen):
 def test_an_unreadable_photo_gives_the_cli_line(page, tmp_path, requests_seen):
     bad = tmp_path / "portrait.png"
     bad.write_bytes(b"not an image")
-    page.get_by_label("photo (tri-plane diffusion)").check()
+    page.get_by_label("photo (rigged, fitted to the face)").check()
     page.locator("#avatar-photo input[type=file]").set_input_files(str(bad))
     page.wait_for_timeout(500)
     line = click_and_wait(page, "#avatar-generate", ("dream3d: error", "done:"), "#avatar-status")
-    assert line.startswith("dream3d: error: cannot read portrait") and "portrait.png" in line, line
+    assert line.startswith("dream3d: error: cannot read photo") and "portrait.png" in line, line
     assert_local(requests_seen)
 
 

@@ -90,6 +90,16 @@ def test_avatar_requests_are_dream3d_avatar_command_lines(tmp_path):
     assert avatar_argv(AvatarRequest(AvatarSource.PROMPT, "an old man", steps=5), out)[:3] == ["an old man", "--steps", "5"]
     assert avatar_argv(AvatarRequest(AvatarSource.ATTRIBUTES, "a wizard"), out)[:2] == ["--attributes", "a wizard"]
     assert avatar_argv(AvatarRequest(AvatarSource.PHOTO, photo=tmp_path / "p.png"), out)[:2] == ["--photo", str(tmp_path / "p.png")]
+    rigged = avatar_argv(AvatarRequest(AvatarSource.RANDOM, expression="smile", blendshapes="jawOpen=0.5"), out)
+    assert rigged[:5] == ["--random", "--expression", "smile", "--blendshapes", "jawOpen=0.5"]
+    # The diffusion path has no expressions: the controls are not passed to it.
+    assert "--expression" not in avatar_argv(AvatarRequest(AvatarSource.PROMPT, "a man", expression="smile"), out)
+
+
+def test_a_bad_expression_is_the_cli_line(tmp_path):
+    config = ServeConfig(out=tmp_path, avatar_flags=AVATAR_TINY)
+    last = run_to_end(JobRunner(), avatar_job(AvatarRequest(AvatarSource.RANDOM, seed=3, expression="grin"), config))[-1]
+    assert last.result is None and last.status.startswith("dream3d: error:") and "grin" in last.status, last.status
 
 
 def test_an_avatar_job_writes_the_avatar_run_folder(tmp_path):

@@ -231,11 +231,11 @@ class AvatarSource(enum.Enum):
     PROMPT = "prompt"
     """A text prompt through the tri-plane diffusion model."""
     ATTRIBUTES = "attributes"
-    """Attributes in words through the parametric engine (the others random by seed)."""
+    """Attributes in words, a rigged avatar on the body model (the others random by seed)."""
     RANDOM = "random"
-    """A random engine avatar."""
+    """A random rigged avatar."""
     PHOTO = "photo"
-    """A portrait through the tri-plane diffusion model."""
+    """A portrait: the face read from it, a rigged avatar fitted to it."""
 
 
 @dataclass(frozen=True)
@@ -250,6 +250,10 @@ class AvatarRequest:
     """None: the command's default."""
     steps: int | None = None
     """DDIM steps of the diffusion model (None: its default)."""
+    expression: str = ""
+    """Rigged avatars: a preset expression name (`dream3d avatar --expression`); empty: neutral."""
+    blendshapes: str = ""
+    """Rigged avatars: ARKit weights, e.g. "jawOpen=0.6,mouthSmileLeft=0.4" (`--blendshapes`)."""
 
 
 def avatar_argv(request: AvatarRequest, folder: Path, flags: Sequence[str] = ()) -> list[str]:
@@ -265,9 +269,13 @@ def avatar_argv(request: AvatarRequest, folder: Path, flags: Sequence[str] = ())
         if request.photo is None:
             raise UsageError("no photo: upload a portrait image, or choose another source")
         argv = ["--photo", str(request.photo)]
-    diffusion = request.source in (AvatarSource.PROMPT, AvatarSource.PHOTO)
-    if diffusion and request.steps is not None:
+    if request.source is AvatarSource.PROMPT and request.steps is not None:
         argv += ["--steps", str(request.steps)]
+    if request.source is not AvatarSource.PROMPT:  # rigged avatars; the command checks the names
+        if request.expression.strip():
+            argv += ["--expression", request.expression.strip()]
+        if request.blendshapes.strip():
+            argv += ["--blendshapes", request.blendshapes.strip()]
     if request.seed is not None:
         argv += ["--seed", str(request.seed)]
     return [*argv, "--out", str(folder), "--quiet", *flags]

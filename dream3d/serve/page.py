@@ -4,7 +4,7 @@ Each Generate streams a job's updates (dream3d/serve/jobs.py) into the page: its
 progress, the current render, then the model viewer, the turntable and the downloads. Element
 ids (`elem_id`) are what a browser test finds: prompt, steps, generate, cancel, status, render,
 model, video, downloads on the first tab; the same with an `avatar-` prefix on the second.
-Expression controls wait for the rigged avatars.
+Rigged avatars take an expression and ARKit blendshape weights.
 """
 
 from pathlib import Path
@@ -33,9 +33,9 @@ PANEL_HEIGHT = 260
 """Pixels of the current render and the turntable."""
 AVATAR_SOURCES = [
     ("text prompt (tri-plane diffusion)", AvatarSource.PROMPT.value),
-    ("attributes in words (parametric engine)", AvatarSource.ATTRIBUTES.value),
-    ("random (parametric engine)", AvatarSource.RANDOM.value),
-    ("photo (tri-plane diffusion)", AvatarSource.PHOTO.value),
+    ("attributes in words (rigged)", AvatarSource.ATTRIBUTES.value),
+    ("random (rigged)", AvatarSource.RANDOM.value),
+    ("photo (rigged, fitted to the face)", AvatarSource.PHOTO.value),
 ]
 
 
@@ -90,12 +90,14 @@ def build_page(gr: ModuleType, config: ServeConfig, runner: JobRunner):
 
         yield from stream(gr, runner.start(request.session_hash, work).updates(), progress, with_render=True)
 
-    def make_avatar(source, text, photo, seed, steps, request: gr.Request, progress=gr.Progress()):
+    def make_avatar(source, text, photo, seed, steps, expression, blendshapes, request: gr.Request,
+                    progress=gr.Progress()):
         yield "starting", None, None, None
 
         def work(job: Job) -> RunFolder:
             avatar = AvatarRequest(AvatarSource(source), text or "", Path(photo) if photo else None,
-                                   whole_number(seed, "--seed"), whole_number(steps, "--steps"))
+                                   whole_number(seed, "--seed"), whole_number(steps, "--steps"),
+                                   expression or "", blendshapes or "")
             return avatar_job(avatar, config)(job)
 
         yield from stream(gr, runner.start(request.session_hash, work).updates(), progress, with_render=False)
@@ -148,6 +150,11 @@ def build_page(gr: ModuleType, config: ServeConfig, runner: JobRunner):
                         a_steps = gr.Textbox(label="Diffusion steps", placeholder="default", max_lines=1,
                                              elem_id="avatar-steps")
                     with gr.Row():
+                        expression = gr.Textbox(label="Expression (rigged)", placeholder="smile, surprise, angry, "
+                                                "sad, wink or neutral", max_lines=1, elem_id="avatar-expression")
+                        blendshapes = gr.Textbox(label="Blendshapes (rigged)", placeholder="jawOpen=0.6,"
+                                                 "mouthSmileLeft=0.4", max_lines=1, elem_id="avatar-blendshapes")
+                    with gr.Row():
                         a_generate = gr.Button("Generate", variant="primary", elem_id="avatar-generate")
                         a_stop = gr.Button("Cancel", elem_id="avatar-cancel")
                     a_status = gr.Textbox(label="Status", interactive=False, elem_id="avatar-status")
@@ -157,7 +164,7 @@ def build_page(gr: ModuleType, config: ServeConfig, runner: JobRunner):
                     a_model = gr.Model3D(label="Avatar", height=VIEWER_HEIGHT, elem_id="avatar-model")
                     a_video = gr.Video(label="Turntable", autoplay=True, loop=True, interactive=False,
                                        height=PANEL_HEIGHT, elem_id="avatar-video")
-            a_generate.click(make_avatar, [source, a_text, photo, a_seed, a_steps],
+            a_generate.click(make_avatar, [source, a_text, photo, a_seed, a_steps, expression, blendshapes],
                              [a_status, a_model, a_video, a_files], concurrency_limit=1,
                              concurrency_id=DEVICE_QUEUE, show_progress_on=[a_status])
             a_stop.click(cancel, None, a_status, queue=False)
