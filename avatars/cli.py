@@ -287,6 +287,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if given is not None and not given.specified():
         say(f"warning: no attribute words recognised in {args.attributes!r}; every attribute is random (--seed {args.seed})")
     attributes = sample_attributes(args.seed, given)
+    if engine_of(args) == "anny":
+        from avatars.anny.model import require_anny
+
+        require_anny()  # one line before any run folder is made
     folder = prepare_run_folder(args.out if args.out is not None else default_run_dir(f"avatar-seed{args.seed}"))
     prompt = describe(attributes, args.seed)
     say(f"avatar: {prompt}")

@@ -132,3 +132,17 @@ def test_avatar_glb_imports_upright_in_blender(tmp_path, capsys):
     tolerance = 0.1  # a 32^3 mesh grid and a 64^3 sampling grid
     assert np.allclose(lo, expected_lo, atol=tolerance) and np.allclose(hi, expected_hi, atol=tolerance), (lo, hi)
     assert hi[2] - lo[2] > 1.5  # upright: head at +Z, chest at -Z (the bust is 1.9 m tall in the scene)
+
+
+def test_a_missing_body_model_is_one_line_and_leaves_no_folder(tmp_path, capsys, monkeypatch):
+    import avatars.anny.model as anny_model
+
+    def missing():
+        raise anny_model.AnnyMissingError(f"the Anny body model is not installed; install: {anny_model.INSTALL_HINT}")
+
+    monkeypatch.setattr(anny_model, "require_anny", missing)
+    out = tmp_path / "avatar"
+    code, _, err = run(["--random", "--out", str(out)], capsys)
+    lines = err.strip().splitlines()
+    assert code != 0 and len(lines) == 1 and "not installed" in lines[0], err
+    assert not out.exists()
