@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from dream3d.cameras import Cameras
-from dream3d.diffusion_math import add_noise, classifier_shift
+from dream3d.diffusion_math import add_noise
 from dream3d.guidance.loading import PriorKind, PriorNotFoundError, require_component
 from dream3d.guidance.priors import (
     DiffusionPrior,
@@ -37,8 +37,15 @@ from dream3d.guidance.priors import (
     _load_error,
     _to_pixels,
 )
-from dream3d.guidance.schedules import sample_timesteps, sds_weight, t_range
-from dream3d.guidance.sds import GuidanceOutput, SDSConfig, classifier_free_guidance
+from dream3d.guidance.schedules import sample_timesteps, t_range
+from dream3d.guidance.sds import (
+    GuidanceOutput,
+    SDSConfig,
+    classifier_free_guidance,
+    sds_gradient,
+    sds_loss,
+    with_classifier_guidance,
+)
 from dream3d.prompts import GuidanceCondition
 
 
@@ -188,11 +195,7 @@ def guided_noise_views(prior: MultiViewDiffusionPrior, x_t: Tensor, t: Tensor, c
         torch.cat([condition.conditional, condition.unconditional]), torch.cat([cameras, cameras]),
     ).view(2, n, *x_t.shape[1:])
     guided = classifier_free_guidance(eps[0], eps[1], config.guidance_scale)
-    if config.classifier_scale > 0 and condition.class_labels is not None:
-        alpha_bar = prior.alphas_cumprod[t].view(-1, 1, 1, 1)
-        score = prior.classifier_score(x_t, t, condition.class_labels)
-        guided = guided + classifier_shift(alpha_bar, config.classifier_scale, score, predicts_v=False)
-    return guided
+    return with_classifier_guidance(guided, prior, x_t, t, condition, config)
 
 
 def multiview_score_distillation(
@@ -223,11 +226,6 @@ def multiview_score_distillation(
     with torch.no_grad():
         x_t = add_noise(x0.detach(), noise, prior.alphas_cumprod, t)
         eps_pred = guided_noise_views(prior, x_t, t, condition, cameras.to(x0.device), config)
-        w = sds_weight(config.weighting, prior.alphas_cumprod, t).view(-1, 1, 1, 1)
-        grad = torch.nan_to_num(w * (eps_pred - noise), nan=0.0, posinf=0.0, neginf=0.0)
-        if config.grad_clip is not None:
-            grad = grad.clamp(-config.grad_clip, config.grad_clip)
-    linear = (grad * x0).sum()  # as in sds.py: d loss / d x0 == grad bit for bit
-    loss = linear - linear.detach() + 0.5 * grad.square().sum()
-    return GuidanceOutput(loss=loss, t=t, t_range=lo_hi, grad=grad, grad_norm=grad.norm(), x0=x0)
+        grad = sds_gradient(eps_pred, noise, prior.alphas_cumprod, t, config)
+    return GuidanceOutput(loss=sds_loss(grad, x0), t=t, t_range=lo_hi, grad=grad, grad_norm=grad.norm(), x0=x0)
 

@@ -155,11 +155,35 @@ def guided_noise(
     else:
         weights = condition.negative_weights.to(eps.device, torch.float32)
         guided = perp_neg_guidance(eps[0], eps[1], eps[2:].transpose(0, 1), weights, config.guidance_scale)
+    return with_classifier_guidance(guided, prior, x_t, t, condition, config)
+
+
+def with_classifier_guidance(guided: Tensor, prior, x_t: Tensor, t: Tensor, condition: GuidanceCondition,
+                             config: SDSConfig) -> Tensor:
+    """eps_pred [B, C, h, w] plus the prior's noise-aware classifier guidance toward the condition's
+    labels, where the config and the condition ask for it (eps is -sigma times the score)."""
     if config.classifier_scale > 0 and condition.class_labels is not None:
         alpha_bar = prior.alphas_cumprod[t].view(-1, 1, 1, 1)
         score = prior.classifier_score(x_t, t, condition.class_labels)
         guided = guided + classifier_shift(alpha_bar, config.classifier_scale, score, predicts_v=False)
     return guided
+
+
+def sds_gradient(eps_pred: Tensor, noise: Tensor, alphas_cumprod: Tensor, t: Tensor, config: SDSConfig) -> Tensor:
+    """The SDS gradient on x0: w(t) (eps_pred - noise), non-finite values zeroed, optionally clipped.
+    eps_pred, noise: [B, C, h, w]; t: [B]."""
+    w = sds_weight(config.weighting, alphas_cumprod, t).view(-1, 1, 1, 1)
+    grad = torch.nan_to_num(w * (eps_pred - noise), nan=0.0, posinf=0.0, neginf=0.0)
+    if config.grad_clip is not None:
+        grad = grad.clamp(-config.grad_clip, config.grad_clip)
+    return grad
+
+
+def sds_loss(grad: Tensor, x0: Tensor) -> Tensor:
+    """A scalar whose value is 0.5 ||x0 - sg(x0 - grad)||^2 = 0.5 ||grad||^2, written so that
+    autograd sees d loss / d x0 = grad bit for bit (x0 - (x0 - grad) would round)."""
+    linear = (grad * x0).sum()
+    return linear - linear.detach() + 0.5 * grad.square().sum()
 
 
 def score_distillation(
@@ -187,14 +211,7 @@ def score_distillation(
     with torch.no_grad():
         x_t = add_noise(x0.detach(), noise, prior.alphas_cumprod, t)
         eps_pred = guided_noise(prior, x_t, t, condition, config)
-        w = sds_weight(config.weighting, prior.alphas_cumprod, t).view(-1, 1, 1, 1)
-        grad = torch.nan_to_num(w * (eps_pred - noise), nan=0.0, posinf=0.0, neginf=0.0)
-        if config.grad_clip is not None:
-            grad = grad.clamp(-config.grad_clip, config.grad_clip)
-    # The value of 0.5 ||x0 - sg(x0 - grad)||^2 = 0.5 ||grad||^2, written so that autograd sees
-    # d loss / d x0 = grad bit for bit (x0 - (x0 - grad) would round).
-    linear = (grad * x0).sum()
-    loss = linear - linear.detach() + 0.5 * grad.square().sum()
+        grad = sds_gradient(eps_pred, noise, prior.alphas_cumprod, t, config)
     return GuidanceOutput(
-        loss=loss, t=t, t_range=lo_hi, grad=grad, grad_norm=grad.norm(), x0=x0
+        loss=sds_loss(grad, x0), t=t, t_range=lo_hi, grad=grad, grad_norm=grad.norm(), x0=x0
     )
