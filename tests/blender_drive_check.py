@@ -12,24 +12,10 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-import warnings
+from pathlib import Path
 
-import numpy
-
-with warnings.catch_warnings():  # Blender 3.4's glTF importer uses numpy.bool
-    warnings.simplefilter("ignore")
-    if not hasattr(numpy, "bool"):
-        numpy.bool = bool
-
-import bpy
-
-
-def evaluated(obj) -> numpy.ndarray:
-    depsgraph = bpy.context.evaluated_depsgraph_get()
-    mesh = obj.evaluated_get(depsgraph).to_mesh()
-    out = numpy.array([tuple(obj.matrix_world @ v.co) for v in mesh.vertices])
-    obj.evaluated_get(depsgraph).to_mesh_clear()
-    return out
+sys.path.insert(0, str(Path(__file__).parent))  # blender_common, beside this file
+from blender_common import bpy, numpy, evaluated  # noqa: E402
 
 
 def main(path: str, out: str) -> None:

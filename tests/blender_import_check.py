@@ -13,17 +13,10 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-import warnings
+from pathlib import Path
 
-import numpy
-
-# Blender 3.4's glTF importer uses numpy.bool, which numpy >= 1.24 < 2 removed.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # numpy 1.24 warns on the probe itself
-    if not hasattr(numpy, "bool"):
-        numpy.bool = bool
-
-import bpy  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parent))  # blender_common, beside this file
+from blender_common import bpy, numpy  # noqa: E402
 from mathutils import Vector  # noqa: E402
 
 
