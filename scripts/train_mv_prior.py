@@ -18,7 +18,6 @@ the end, so the run can be stopped at any time.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import random
 import sys
@@ -32,9 +31,15 @@ from dream3d.cameras import CameraSamplingConfig
 from dream3d.priors.captions import make_caption, with_view
 from dream3d.priors.gt_render import render_objects
 from dream3d.priors.model import DEFAULT_PRIOR_DIR, load_bundled_prior
-from dream3d.priors.multiview import MultiViewPrior, camera_features, sample_multiview_cameras, save_multiview_prior
+from dream3d.priors.multiview import (
+    MultiViewPrior,
+    camera_features,
+    sample_multiview_cameras,
+    save_multiview_prior,
+)
 from dream3d.priors.world import COLOUR_NAMES, OBJECT_IDS
 from dream3d.script_log import timestamped_log
+from dream3d.weight_average import WeightAverage
 
 
 def parse_args(argv=None):
@@ -109,14 +114,16 @@ def main(argv=None) -> int:
     unet_params = [p for p in prior.unet.parameters() if id(p) not in new_ids]
     opt = torch.optim.AdamW([{"params": unet_params, "lr": args.lr, "base": args.lr},
                              {"params": new_params, "lr": args.new_lr, "base": args.new_lr}], weight_decay=0.0)
-    ema = copy.deepcopy(prior).eval().requires_grad_(False)
-    ema_params = list(ema.unet.parameters()) + list(ema.gates.parameters())
-    live_params = list(prior.unet.parameters()) + list(prior.gates.parameters())
+    def trained(model) -> list[torch.Tensor]:  # what is clipped and averaged: the UNet (camera MLP included) and the gates
+        return [*model.unet.parameters(), *model.gates.parameters()]
+
+    live_params = trained(prior)
+    average = WeightAverage(prior, args.ema_decay, trained)
     sched = prior.scheduler
     step, loss_avg, last_ckpt = 0, None, time.time()
 
     def checkpoint(tag: str) -> None:
-        save_multiview_prior(ema, out, extra_files={"training_state.json": json.dumps(
+        save_multiview_prior(average.model, out, extra_files={"training_state.json": json.dumps(
             {"step": step, "elapsed_s": round(time.time() - t_start, 1), "args": vars(args), "loss_ema": loss_avg},
             indent=1)})
         log(f"checkpoint ({tag}) step {step} -> {out}")
@@ -140,9 +147,7 @@ def main(argv=None) -> int:
         torch.nn.utils.clip_grad_norm_(live_params, 1.0)
         opt.step()
         step += 1
-        decay = min(args.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            torch._foreach_lerp_(ema_params, live_params, 1.0 - decay)
+        average.update(prior, step)
         loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
         if step % 10 == 0:
             log(f"step {step} images {n} loss {loss.item():.4f} loss_ema {loss_avg:.4f} "

@@ -36,6 +36,7 @@ from dream3d.priors.gt_render import render_objects
 from dream3d.priors.model import PriorConfig, build_prior, save_bundled_prior
 from dream3d.priors.world import COLOUR_NAMES, OBJECT_IDS
 from dream3d.script_log import timestamped_log
+from dream3d.weight_average import WeightAverage
 
 
 def parse_args(argv=None):
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
     prior.to(device)
     log(f"training on {device}{' with bfloat16 autocast' if args.bf16 else ''}")
 
-    ema = copy.deepcopy(prior).eval().requires_grad_(False)
+    average = WeightAverage(prior, args.ema_decay)
     params = list(prior.unet.parameters()) + list(prior.text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     sched = prior.scheduler
@@ -143,10 +144,8 @@ def main(argv=None) -> int:
     last_ckpt = time.time()
     step, loss_avg = 0, None
 
-    ema_params, live_params = list(ema.parameters()), list(prior.parameters())
-
     def checkpoint(tag: str) -> None:
-        save_bundled_prior(copy.deepcopy(ema).to("cpu"), out, extra_files={
+        save_bundled_prior(copy.deepcopy(average.model).to("cpu"), out, extra_files={
             "training_state.json": json.dumps({"step": step, "elapsed_s": round(time.time() - t_start, 1),
                                                "args": vars(args), "loss_ema": loss_avg}, indent=1)
         })
@@ -182,9 +181,7 @@ def main(argv=None) -> int:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
-        decay = min(args.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            torch._foreach_lerp_(ema_params, live_params, 1.0 - decay)
+        average.update(prior, step)
         if step % 25 == 0:  # .item() waits for the GPU, so the running loss is sampled, not per step
             loss_avg = loss.item() if loss_avg is None else 0.6 * loss_avg + 0.4 * loss.item()
             log(f"step {step} loss {loss.item():.4f} loss_ema {loss_avg:.4f} lr {args.lr * warm:.2e} "

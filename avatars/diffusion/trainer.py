@@ -12,7 +12,6 @@ scripts/train_avatar_diffusion.py is the command line.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import io
 import json
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from avatars.diffusion.conditioning import attribute_templates
 from avatars.diffusion.config import AvatarDiffusionConfig, LowPlanes
@@ -38,11 +37,22 @@ from avatars.diffusion.model import AvatarDiffusion, count_parameters
 from avatars.diffusion.planes import plane_stats
 from avatars.diffusion.training import TrainingBatch, training_loss
 from avatars.engine import sample_attributes
-from avatars.prompts import TRAINING_CAPTION_DROP_PROBABILITY, describe, training_caption
-from avatars.triplane import AvatarRecord, AvatarTriplaneConfig, load_dataset, stack_low_planes, stack_planes
+from avatars.prompts import (
+    TRAINING_CAPTION_DROP_PROBABILITY,
+    describe,
+    training_caption,
+)
+from avatars.triplane import (
+    AvatarRecord,
+    AvatarTriplaneConfig,
+    load_dataset,
+    stack_low_planes,
+    stack_planes,
+)
 from dream3d.atomic import write_bytes_atomic
 from dream3d.errors import UsageError
 from dream3d.fields.triplane import TriplaneDecoder
+from dream3d.weight_average import WeightAverage
 
 STATE_FILE = "train_state.pt"
 CARRIED_INFO = ("portrait_reader", "plane_classifier")
@@ -236,23 +246,6 @@ def prepare_model(data: TrainingData, train: DiffusionTrainConfig, start: ModelS
         model.template_mean.copy_(dataset_templates(model, data)[1])
         log("the model gains its templates' mean planes (what sampling anchors to)")
     return ModelSetup(model, decoder, {k: v for k, v in info.items() if k in CARRIED_INFO}, step, resume)
-
-
-class WeightAverage:
-    """An exponential moving average of a model's weights, with a short horizon at first
-    (decay min(d, (1 + step) / (10 + step))) so early checkpoints are usable."""
-
-    def __init__(self, model: nn.Module, decay: float):
-        self.decay = decay
-        self.model = copy.deepcopy(model).eval()
-        for param in self.model.parameters():
-            param.requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module, step: int) -> None:
-        decay = min(self.decay, (1.0 + step) / (10.0 + step))
-        for averaged, current in zip(self.model.parameters(), model.parameters()):
-            averaged.lerp_(current, 1.0 - decay)
 
 
 def _batch(data: TrainingData, train: DiffusionTrainConfig, gen: torch.Generator, device: torch.device) -> TrainingBatch:
