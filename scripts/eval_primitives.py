@@ -10,6 +10,7 @@ exported model.glb, and measure
 
     python scripts/eval_primitives.py --out outputs/eval             # all 13 objects
     python scripts/eval_primitives.py --limit 4 --set train.steps=200
+    python scripts/eval_primitives.py --prompts paraphrase             # synonyms, other colours
 
 Prints a table and the summary (mean / min IoU, median delta E, median seconds) and writes
 results.jsonl in --out.
@@ -42,6 +43,24 @@ PROMPTS: tuple[tuple[str, str | None, str], ...] = (
     ("dumbbell", "grey", "3d render of a grey dumbbell"),
     ("hourglass", "pink", "a small pink hourglass"),
 )
+# The same objects named by synonyms, in colours other than the first set's, in other phrasings:
+# the issue asks that these score like the plain names (`--prompts paraphrase`).
+PARAPHRASES: tuple[tuple[str, str | None, str], ...] = (
+    ("sphere", "green", "a shiny green orb"),
+    ("cube", "red", "a crimson block"),
+    ("cylinder", "blue", "a navy tube"),
+    ("cone", "purple", "a cone painted purple"),
+    ("torus", "pink", "a pink ring"),
+    ("capsule", "orange", "an orange pill"),
+    ("pyramid", "blue", "3d render of a blue pyramid"),
+    ("mushroom", "purple", "a violet mushroom"),
+    ("tree", "green", "a small green tree"),
+    ("table", "black", "a black table"),
+    ("snowman", "white", "a white snowman"),
+    ("dumbbell", "red", "a scarlet dumbbell"),
+    ("hourglass", "yellow", "a golden hourglass"),
+)
+PROMPT_SETS = {"plain": PROMPTS, "paraphrase": PARAPHRASES}
 ROTATIONS = tuple(float(a) for a in range(0, 360, 30))
 
 
@@ -89,6 +108,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("outputs/eval-primitives"))
     ap.add_argument("--limit", type=int, default=None, help="only the first N prompts")
     ap.add_argument("--only", nargs="*", default=None, help="object ids to run")
+    ap.add_argument("--prompts", choices=sorted(PROMPT_SETS), default="plain",
+                    help="plain: one name per object; paraphrase: synonyms, other colours and phrasings")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--prior", default=None, help="prior folder (default: the bundled prior)")
@@ -96,7 +117,7 @@ def main(argv=None) -> int:
 
     from dream3d.api import generate
 
-    prompts = [p for p in PROMPTS if args.only is None or p[0] in args.only][: args.limit]
+    prompts = [p for p in PROMPT_SETS[args.prompts] if args.only is None or p[0] in args.only][: args.limit]
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
     print(f"{'prompt':34s} {'IoU':>6s} {'dE':>6s} {'sec':>6s}", flush=True)
@@ -119,6 +140,8 @@ def main(argv=None) -> int:
         "min_iou": round(min(ious), 3),
         "median_delta_e": round(statistics.median(r["delta_e"] for r in results), 1),
         "median_seconds": round(statistics.median(r["seconds"] for r in results), 1),
+        "max_delta_e": round(max(r["delta_e"] for r in results), 1),
+        "prompts": args.prompts,
         "overrides": args.overrides,
     }
     print(json.dumps(summary), flush=True)

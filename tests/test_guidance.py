@@ -25,7 +25,7 @@ from dream3d.guidance import (
     sds_weight,
     t_range,
 )
-from dream3d.guidance.sds import perp_neg_guidance, perpendicular_component
+from dream3d.guidance.sds import perp_neg_guidance, perpendicular_component, rescaled_guidance
 from dream3d.prompts import PerpNegConfig, View, build_prompt_embeddings
 
 # ---------------------------------------------------------------------------------------------
@@ -203,6 +203,29 @@ def test_perp_neg_reduces_to_cfg_and_removes_only_the_perpendicular_part():
     assert torch.allclose(perp_neg_guidance(eps_c, eps_u, parallel, -torch.ones(2, 2), 7.5), cfg, atol=1e-4)
     out = perp_neg_guidance(eps_c, eps_u, eps_neg, -torch.ones(2, 2), 7.5)
     assert not torch.allclose(out, cfg)
+
+
+def test_guidance_rescale_pulls_the_guided_x0_back_to_the_conditional_spread():
+    gen = torch.Generator().manual_seed(0)
+    x_t, eps_c, eps_u = (torch.randn(3, 3, 8, 8, generator=gen) for _ in range(3))
+    alpha_bar = torch.tensor([0.9, 0.5, 0.1])
+    guided = eps_u + 30.0 * (eps_c - eps_u)
+    assert torch.equal(rescaled_guidance(guided, eps_c, x_t, alpha_bar, 0.0), guided)
+
+    def x0(eps):
+        ab = alpha_bar.view(-1, 1, 1, 1)
+        return (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
+
+    def spread(eps):
+        return x0(eps).std(dim=(1, 2, 3))
+
+    full = rescaled_guidance(guided, eps_c, x_t, alpha_bar, 1.0)
+    assert torch.allclose(spread(full), spread(eps_c), rtol=1e-4)
+    half = rescaled_guidance(guided, eps_c, x_t, alpha_bar, 0.5)
+    assert (spread(full) < spread(half)).all() and (spread(half) < spread(guided)).all()
+    # Rescaling changes only the magnitude of the guided x0, not its direction.
+    cosine = torch.nn.functional.cosine_similarity(x0(full).flatten(1), x0(guided).flatten(1))
+    assert torch.allclose(cosine, torch.ones(3), atol=1e-5)
 
 
 def test_perp_neg_needs_negatives_in_the_condition():

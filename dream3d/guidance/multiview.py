@@ -42,6 +42,7 @@ from dream3d.guidance.sds import (
     GuidanceOutput,
     SDSConfig,
     classifier_free_guidance,
+    rescaled_guidance,
     sds_gradient,
     sds_loss,
     with_classifier_guidance,
@@ -195,7 +196,8 @@ def guided_noise_views(prior: MultiViewDiffusionPrior, x_t: Tensor, t: Tensor, c
         torch.cat([condition.conditional, condition.unconditional]), torch.cat([cameras, cameras]),
     ).view(2, n, *x_t.shape[1:])
     guided = classifier_free_guidance(eps[0], eps[1], config.guidance_scale)
-    return with_classifier_guidance(guided, prior, x_t, t, condition, config)
+    guided = with_classifier_guidance(guided, prior, x_t, t, condition, config)
+    return rescaled_guidance(guided, eps[0], x_t, prior.alphas_cumprod[t], config.guidance_rescale)
 
 
 def multiview_score_distillation(

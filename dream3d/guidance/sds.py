@@ -54,6 +54,11 @@ class SDSConfig:
     """Classifier guidance (Dhariwal & Nichol 2021) on top of CFG, for priors with a noise-aware
     classifier (the bundled prior): eps_hat -= scale * sqrt(1 - alpha_bar_t) * grad log p(y | x_t),
     y = the object and colour the prompt names. 0: off; ignored by priors without a classifier."""
+    guidance_rescale: float = 0.0
+    """CFG rescale phi (Lin et al. 2023, "Common Diffusion Noise Schedules and Sample Steps are
+    Flawed"): the guided x0 prediction is scaled per sample to the standard deviation of the
+    conditional one, and blended: x0 <- phi x0_rescaled + (1 - phi) x0_guided. High guidance
+    over-saturates colours; this pulls them back. 0: off."""
     perp_neg: PerpNegConfig | None = None
     """Perp-Neg negative-view guidance against the Janus problem; None: off. The condition
     passed to `score_distillation` must then come from
@@ -155,7 +160,26 @@ def guided_noise(
     else:
         weights = condition.negative_weights.to(eps.device, torch.float32)
         guided = perp_neg_guidance(eps[0], eps[1], eps[2:].transpose(0, 1), weights, config.guidance_scale)
-    return with_classifier_guidance(guided, prior, x_t, t, condition, config)
+    guided = with_classifier_guidance(guided, prior, x_t, t, condition, config)
+    return rescaled_guidance(guided, eps[0], x_t, prior.alphas_cumprod[t], config.guidance_rescale)
+
+
+def rescaled_guidance(guided: Tensor, conditional: Tensor, x_t: Tensor, alpha_bar: Tensor, phi: float) -> Tensor:
+    """Guided eps [B, C, h, w] after CFG rescale: the x0 it implies is scaled to the per-sample
+    std of the conditional prediction's x0, blended with weight phi (phi = 0 returns `guided`).
+
+    conditional, x_t: [B, C, h, w]; alpha_bar: [B] the step's cumulative alphas.
+    """
+    if phi <= 0:
+        return guided
+    alpha_bar = alpha_bar.view(-1, *([1] * (x_t.dim() - 1)))
+    sigma, root_ab = (1.0 - alpha_bar).sqrt(), alpha_bar.sqrt()
+    x0_guided = (x_t - sigma * guided) / root_ab
+    x0_cond = (x_t - sigma * conditional) / root_ab
+    dims = tuple(range(1, x_t.dim()))
+    ratio = x0_cond.std(dim=dims, keepdim=True) / x0_guided.std(dim=dims, keepdim=True).clamp_min(1e-8)
+    x0 = x0_guided * (phi * ratio + (1.0 - phi))
+    return (x_t - root_ab * x0) / sigma
 
 
 def with_classifier_guidance(guided: Tensor, prior, x_t: Tensor, t: Tensor, condition: GuidanceCondition,
