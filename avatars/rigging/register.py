@@ -8,8 +8,8 @@ by the squared graph Laplacian (a bi-harmonic membrane): each iteration solves
 for closest-point targets c (weights W: 0 where the match is too far or faces the other way),
 with alpha falling stage by stage so the template first moves as a whole, then takes on the
 target's detail. It is one sparse V x V solve per iteration (Amberg et al.'s per-vertex affine
-transforms need a 4V x 4V one: `trimesh.registration.nricp_amberg` took about 10x longer on the
-bust for a worse face fit, docs/avatar-diffusion.md). Vertices given no data (eyeballs, mouth
+transforms need a 4V x 4V one: `trimesh.registration.nricp_amberg` was slower on the bust and
+fitted the face less closely, docs/avatar-diffusion.md). Vertices given no data (eyeballs, mouth
 cavity) follow the surface through the same Laplacian, or their nearest fitted vertices when
 they are a separate piece.
 """
@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from avatars.anny.accessories import vertex_normals
 
 
 @dataclass(frozen=True)
@@ -52,16 +54,6 @@ def uniform_laplacian(faces: np.ndarray, n: int):
     deg = np.asarray(adj.sum(1)).ravel()
     inv = np.where(deg > 0, 1.0 / np.maximum(deg, 1), 0.0)
     return (sparse.diags((deg > 0).astype(np.float64)) - sparse.diags(inv) @ adj).tocsr()
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """[V, 3] unit area-weighted vertex normals (0 for unused vertices)."""
-    tri = vertices[faces]
-    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    out = np.zeros_like(vertices, dtype=np.float64)
-    for k in range(3):
-        np.add.at(out, faces[:, k], n)
-    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
 @dataclass(frozen=True)

@@ -61,15 +61,22 @@ class RiggedGenerated:
     """[N] metres from each face vertex to the generated surface."""
 
 
-def move_bones(skeleton: Skeleton, rest: np.ndarray, moved: np.ndarray, k: int = 16) -> Skeleton:
-    """The skeleton with each joint shifted by the inverse-distance mean displacement of the k
-    template vertices [V, 3] nearest it (rotations kept, so skin weights keep their meaning)."""
+def move_bones(skeleton: Skeleton, weights: np.ndarray, rest: np.ndarray, moved: np.ndarray, k: int = 16,
+               min_weight: float = 1.0) -> Skeleton:
+    """The skeleton with each joint shifted by the skin-weighted mean displacement of the vertices
+    it moves (an eye bone goes with its eyeball, the jaw with the chin), or, for a bone that moves
+    less than `min_weight` in all (the spine above the cut), by the inverse-distance mean of its k
+    nearest vertices'. Rotations are kept, so the skin weights keep their meaning."""
     from scipy.spatial import cKDTree
 
     world = skeleton.world.copy()
+    d = moved - rest
     dist, idx = cKDTree(rest).query(world[:, :3, 3], k=k)
     w = 1.0 / np.maximum(dist, 1e-6)
-    shift = ((moved - rest)[idx] * w[..., None]).sum(1) / w.sum(1, keepdims=True)
+    shift = (d[idx] * w[..., None]).sum(1) / w.sum(1, keepdims=True)
+    total = weights.sum(0)
+    skinned = total >= min_weight
+    shift[skinned] = (weights[:, skinned].T.astype(np.float64) @ d) / total[skinned, None]
     world[:, :3, 3] += shift
     return Skeleton(skeleton.names, skeleton.parents, world)
 
@@ -104,7 +111,7 @@ def rig_generated(generated: GeneratedMesh, attributes: AvatarAttributes,
     # 2. The template's surface onto the generated one; bones follow.
     fitted = np.isin(bust.parts, FITTED_PARTS)
     moved = register(rest, bust.faces, fitted, target.vertices, target.faces, registration).vertices
-    skeleton = move_bones(bust.skeleton, rest, moved)
+    skeleton = move_bones(bust.skeleton, bust.weights, rest, moved)
     # 3. Generated colours on the fitted surface.
     colors = bust.colors.copy()
     colors[fitted] = colours_at(moved[fitted], target)
