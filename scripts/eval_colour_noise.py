@@ -37,6 +37,7 @@ def main() -> None:
         flat_render,
         local_colour_variance,
         region_mask,
+        reverse_face_distance,
         vertex_regions,
     )
     from avatars.rigging.rig import rig_generated
@@ -56,24 +57,26 @@ def main() -> None:
     for i in range(args.n):
         t = time.perf_counter()
         attributes = sample_attributes(EVAL_SEED + i).replace(hat=Hat.NONE, glasses=Glasses.NONE)
-        prompt = describe(attributes)
+        prompt = describe(attributes, EVAL_SEED + i)  # seeded wording: the same captions every run
         planes = generate(model, text_condition(model, prompt), SamplingConfig(seed=i)).planes[0]
         rigged = rig_generated(generated_mesh(avatar_field(planes, decoder, triplane).eval(), 128), attributes)
+        g = rigged.generated
         engine = build_avatar(attributes)
         gen_regions = vertex_regions(rigged.avatar, rigged.face)
         eng_regions = vertex_regions(engine, face_vertices(engine))
-        g = rigged.generated
         images = {"generated": flat_render(g.vertices, g.faces, g.colors, view),
                   "rigged": flat_render(rigged.avatar.vertices, rigged.avatar.faces, rigged.avatar.colors, view),
                   "engine": flat_render(engine.vertices, engine.faces, engine.colors, view)}
-        row = {"face_mm": float(np.median(rigged.face_distance_m) * 1000)}
+        row = {"face_mm": float(np.median(rigged.face_distance_m) * 1000),
+               "reverse_face_mm": float(np.median(reverse_face_distance(rigged.avatar, rigged.face, g.vertices,
+                                                                         g.faces)) * 1000)}
         for region in (Region.SKIN, Region.HAIR):
             gen_mask = region_mask(rigged.avatar, gen_regions, region, view)
             eng_mask = region_mask(engine, eng_regions, region, view)
             for name, mask in (("generated", gen_mask), ("rigged", gen_mask), ("engine", eng_mask)):
                 row[f"{name}_{region.name.lower()}"] = local_colour_variance(images[name], mask, view.window)
         rows.append(row)
-        print(f"{i}: {prompt!r}: face {row['face_mm']:.2f} mm; noise skin generated {row['generated_skin']:.5f} "
+        print(f"{i}: {prompt!r}: face {row['face_mm']:.2f} mm (generated -> rigged {row['reverse_face_mm']:.2f} mm); noise skin generated {row['generated_skin']:.5f} "
               f"rigged {row['rigged_skin']:.5f} engine {row['engine_skin']:.5f}; hair generated "
               f"{row['generated_hair']:.5f} rigged {row['rigged_hair']:.5f} engine {row['engine_hair']:.5f} "
               f"({time.perf_counter() - t:.1f} s)", flush=True)
@@ -88,7 +91,8 @@ def main() -> None:
         return statistics.fmean(r[key] for r in rows if np.isfinite(r[key]))
 
     print(f"\n{len(rows)} avatars; face distance (rigged -> generated) median of medians "
-          f"{statistics.median(r['face_mm'] for r in rows):.2f} mm")
+          f"{statistics.median(r['face_mm'] for r in rows):.2f} mm, the other way (generated face -> rigged) "
+          f"{statistics.median(r['reverse_face_mm'] for r in rows):.2f} mm")
     for region in ("skin", "hair"):
         eng = mean(f"engine_{region}")
         print(f"{region}: mean local colour variance engine {eng:.5f}, generated {mean(f'generated_{region}'):.5f} "

@@ -95,7 +95,11 @@ def test_the_template_sits_on_the_generated_face_with_its_rig_and_colours(rigged
     from avatars.anny.rigged import Part
 
     attributes, r = rigged
+    from avatars.rigging.measure import reverse_face_distance
+
     assert np.median(r.face_distance_m) < 0.005  # issue 29: <= 5 mm on the face
+    back = reverse_face_distance(r.avatar, r.face, r.generated.vertices, r.generated.faces, samples=5000)
+    assert len(back) > 100 and np.median(back) < 0.005  # and no generated feature left out
     a = r.avatar
     assert len(a.morph_names) == 52 and "jawOpen" in a.morph_names
     assert {"head", "jaw", "eye.L", "eye.R"} <= set(a.skeleton.names)

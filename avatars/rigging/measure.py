@@ -1,4 +1,5 @@
-"""How clean an avatar's colours are, and where on a render to look.
+"""How clean an avatar's colours are (and where on a render to look), and how closely a rigged
+generated avatar's face sits on the generated one, measured from the generated side.
 
 COLOUR NOISE: the mean, over the pixels of a region whose whole window lies inside it, of the
 local colour variance (per-channel variance over a `window` x `window` neighbourhood, summed over
@@ -91,3 +92,21 @@ def region_mask(mesh: RiggedMesh, regions: np.ndarray, region: Region, view: Noi
     paint[regions != region] = (0.0, 0.0, 1.0)
     image = flat_render(mesh.vertices, mesh.faces, paint, view)
     return (image[..., 0] > 0.5) & (image[..., 2] < 0.5)
+
+
+def reverse_face_distance(avatar: RiggedMesh, face: np.ndarray, generated_vertices: np.ndarray,
+                          generated_faces: np.ndarray, samples: int = 20000, seed: int = 0) -> np.ndarray:
+    """[N] metres from points sampled on the generated surface to the rigged avatar's surface, for
+    the points whose nearest avatar vertex is a face vertex (`face` [V] bool): the other way round
+    from `RiggedGenerated.face_distance_m`, so a generated feature the template skipped (a nose
+    tip it did not reach) counts too."""
+    import trimesh
+    from scipy.spatial import cKDTree
+
+    from avatars.rigging.register import closest_points
+
+    points, _ = trimesh.sample.sample_surface_even(
+        trimesh.Trimesh(generated_vertices, generated_faces, process=False), samples, seed=seed)
+    _, nearest = cKDTree(avatar.vertices).query(points)
+    on_face = points[face[nearest]]
+    return closest_points(on_face, avatar.vertices, avatar.faces)[1]
