@@ -181,12 +181,11 @@ def run_from_cli(args: argparse.Namespace, export: AvatarExportConfig) -> int:
         say(f"planes {tuple(result.planes.shape[1:])}: diffusion {timings['diffusion_s']:.1f}s "
             f"({sampling.steps} DDIM steps), upsampling {timings['upsampling_s']:.2f}s")
         if rig:
-            from avatars.engine.attributes import sample_attributes
-            from avatars.rigging.run import export_generated_rigged
+            from avatars.rigging.run import export_generated_rigged, template_attributes
             from dream3d.runfolder import prepare_run_folder
 
-            # The template starts from what the prompt names; the rest is the seed's draw.
-            attributes = sample_attributes(args.seed, parse_prompt(text) if args.photo is None or i else None)
+            # The template starts from what the prompt names (or the portrait reader reads).
+            attributes = template_attributes(c.attributes[0], args.seed)
             folder = prepare_run_folder(folder_path)
             files, export_timings, rig_info = export_generated_rigged(
                 folder, avatar_field(result.planes[0], decoder, triplane).eval(), attributes, export, say)

@@ -71,6 +71,24 @@ def test_colour_noise_is_zero_on_flat_colour_and_counts_only_inside_the_mask():
     assert np.isnan(local_colour_variance(flat, np.zeros((32, 32), bool)))
 
 
+def test_the_template_takes_the_named_or_read_attributes_and_the_seed_for_the_rest():
+    import torch
+
+    from avatars.diffusion.conditioning import ATTRIBUTE_VALUES, prompt_attribute_vectors
+    from avatars.engine.attributes import Age, HairColour, Presentation, sample_attributes
+    from avatars.rigging.run import template_attributes
+
+    named = template_attributes(prompt_attribute_vectors(["an old man with red hair"])[0], seed=5)
+    assert (named.age, named.presentation, named.hair_colour) == (Age.OLD, Presentation.MAN, HairColour.RED)
+    assert named.eye_colour == sample_attributes(5).eye_colour  # not named: the seed's draw
+    read = torch.zeros(len(ATTRIBUTE_VALUES))  # a portrait reader's probabilities over the ages
+    for k, (name, value) in enumerate(ATTRIBUTE_VALUES):
+        if name == "age":
+            read[k] = 0.7 if value is Age.YOUNG else 0.15
+    assert template_attributes(read, seed=5).age is Age.YOUNG
+    assert template_attributes(torch.zeros(len(ATTRIBUTE_VALUES)), seed=5) == sample_attributes(5)
+
+
 @pytest.fixture(scope="module")
 def rigged():
     """The SDF engine's bust (what the diffusion model learned to generate) meshed at a small

@@ -18,6 +18,20 @@ from avatars.engine.attributes import AvatarAttributes
 from avatars.export import AvatarExportConfig
 
 
+def template_attributes(weights, seed: int) -> AvatarAttributes:
+    """The template's attributes from a condition's attribute weights [K] (`AvatarCondition.attributes`
+    of one avatar: 1 at each value a prompt names, the portrait reader's probabilities for a
+    photo): each attribute's heaviest value where it has any weight, else the seed's draw."""
+    from avatars.diffusion.conditioning import ATTRIBUTE_VALUES
+    from avatars.engine.attributes import PartialAttributes, sample_attributes
+
+    best: dict[str, tuple[float, object]] = {}
+    for (name, value), w in zip(ATTRIBUTE_VALUES, (float(x) for x in weights)):
+        if w > 0 and w > best.get(name, (0.0, None))[0]:
+            best[name] = (w, value)
+    return sample_attributes(seed, PartialAttributes(**{name: value for name, (_, value) in best.items()}))
+
+
 def generated_mesh(field, resolution: int):
     """A generated field -> `rig.GeneratedMesh` (field frame), warnings about a doubtful surface printed."""
     import torch
@@ -43,6 +57,7 @@ def export_generated_rigged(folder, field, attributes: AvatarAttributes, export:
     the "rig" entry of avatar.json)."""
     from avatars.anny.runfolder import RiggedExport, export_rigged
     from avatars.rigging.rig import rig_generated
+    from avatars.triplane import attributes_to_json
     from dream3d.export import export_ply
     from dream3d.mesh import Mesh
 
@@ -61,7 +76,8 @@ def export_generated_rigged(folder, field, attributes: AvatarAttributes, export:
     files.append(export_ply(Mesh(vertices=g.vertices.astype(np.float32), faces=g.faces,
                                  vertex_colors=g.colors.astype(np.float32)), folder.root / "generated.ply"))
     return files, timings | export_timings, {
-        "template": "anny", "bones": len(rigged.avatar.skeleton.names),
+        "template": "anny", "template_attributes": attributes_to_json(attributes),
+        "bones": len(rigged.avatar.skeleton.names),
         "morph_targets": len(rigged.avatar.morph_names),
         "field_to_metres": {"scale": rigged.similarity.scale, "shift": [float(x) for x in rigged.similarity.shift]},
         "face_distance_mm": {"median": float(np.median(face_mm)), "p90": float(np.percentile(face_mm, 90)),
