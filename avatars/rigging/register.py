@@ -65,9 +65,14 @@ class RegistrationResult:
 
 
 def register(template: np.ndarray, faces: np.ndarray, fitted: np.ndarray, target_vertices: np.ndarray,
-             target_faces: np.ndarray, config: RegistrationConfig = RegistrationConfig()) -> RegistrationResult:
+             target_faces: np.ndarray, config: RegistrationConfig = RegistrationConfig(),
+             free: np.ndarray | None = None, rigid: np.ndarray | None = None) -> RegistrationResult:
     """Deform `template` [V, 3] (faces [F, 3]) onto the target mesh; only vertices where
-    `fitted` [V] bool is set get data terms, the rest follow (see the module docstring)."""
+    `fitted` [V] bool is set get data terms. Vertices in `free` [V] bool (default none) are part
+    of the smoothed surface without data terms (they keep the template's shape, e.g. the eyelids
+    over a generated face that has no eye openings); `rigid` [V] int labels groups (> 0) whose
+    edges are held to equal displacements, so each moves as one piece (an eye and its lids);
+    the rest follow (see the module docstring)."""
     import trimesh
     from scipy import sparse
     from scipy.sparse.linalg import factorized
@@ -81,8 +86,11 @@ def register(template: np.ndarray, faces: np.ndarray, fitted: np.ndarray, target
     tree = cKDTree(points)
     fit_index = np.flatnonzero(fitted)
     fit_faces = faces[fitted[faces].all(1)]
-    lap = uniform_laplacian(fit_faces, n)
+    membrane = fitted | (free if free is not None else False)
+    lap = uniform_laplacian(faces[membrane[faces].all(1)], n)
     smooth = (lap.T @ lap).tocsc()
+    if rigid is not None:
+        smooth = smooth + RIGID_WEIGHT * tie_edges(faces, rigid, n)
     d = np.zeros_like(x0)
     matched = 0.0
     for alpha, max_dist in zip(config.stiffness, config.max_distance):
@@ -110,7 +118,24 @@ def register(template: np.ndarray, faces: np.ndarray, fitted: np.ndarray, target
             rhs = goal - weight[:, None] * x0
             solve = factorized((sparse.diags(weight + 1e-8) + alpha * smooth).tocsc())
             d = np.stack([solve(rhs[:, c]) for c in range(3)], 1)
-    return RegistrationResult(x0 + follow_pieces(x0, d, faces, fitted), matched)
+    return RegistrationResult(x0 + follow_pieces(x0, d, faces, membrane), matched)
+
+
+RIGID_WEIGHT = 1e4
+"""Weight of the equal-displacement terms of a rigid group (against the Laplacian's 1)."""
+
+
+def tie_edges(faces: np.ndarray, groups: np.ndarray, n: int):
+    """[V, V] sparse G^T G for the edges inside each group (label > 0): ||G d||^2 sums the squared
+    differences of displacement along them."""
+    from scipy import sparse
+
+    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    e = np.unique(np.sort(e, 1), axis=0)
+    e = e[(groups[e[:, 0]] > 0) & (groups[e[:, 0]] == groups[e[:, 1]])]
+    rows = np.repeat(np.arange(len(e)), 2)
+    g = sparse.csr_matrix((np.tile([1.0, -1.0], len(e)), (rows, e.ravel())), shape=(len(e), n))
+    return (g.T @ g).tocsc()
 
 
 def follow_pieces(x0: np.ndarray, d: np.ndarray, faces: np.ndarray, fitted: np.ndarray, k: int = 24) -> np.ndarray:

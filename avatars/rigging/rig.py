@@ -33,6 +33,14 @@ FITTED_PARTS = (Part.SKIN, Part.LIPS, Part.CAP)
 """Template parts registered onto the generated surface and coloured from it."""
 
 
+EYE_FREE_RADIUS = 0.028
+"""Skin this close (metres) to an eye's centre has no data term: generated faces have no eye
+openings to register the lids onto."""
+EYE_RIGID_RADIUS = 0.022
+"""... and this close it moves as one piece with the eyeball, so lids, lashes and eye keep the
+template's fit (a blink closes over the eye)."""
+
+
 @dataclass(frozen=True)
 class GeneratedMesh:
     """The generated avatar's surface in the field's frame (the bust fills [-1, 1]^3)."""
@@ -109,12 +117,24 @@ def rig_generated(generated: GeneratedMesh, attributes: AvatarAttributes,
     target = GeneratedMesh(similarity.apply(generated.vertices), np.asarray(generated.faces, np.int64),
                            np.asarray(generated.colors, np.float64))
     # 2. The template's surface onto the generated one; bones follow.
-    fitted = np.isin(bust.parts, FITTED_PARTS)
-    moved = register(rest, bust.faces, fitted, target.vertices, target.faces, registration).vertices
+    surface = np.isin(bust.parts, FITTED_PARTS)
+    sk = bust.skeleton
+    eyes = np.stack([sk.world[sk.index(b), :3, 3] for b in ("eye.L", "eye.R")])
+    to_eye = np.linalg.norm(rest[:, None] - eyes[None], axis=2)  # [V, 2]
+    near_eyes = surface & (to_eye.min(1) < EYE_FREE_RADIUS)
+    groups = np.where(near_eyes & (to_eye.min(1) < EYE_RIGID_RADIUS), 1 + to_eye.argmin(1), 0)
+    moved = register(rest, bust.faces, surface & ~near_eyes, target.vertices, target.faces, registration,
+                     free=near_eyes, rigid=groups).vertices
     skeleton = move_bones(bust.skeleton, bust.weights, rest, moved)
     # 3. Generated colours on the fitted surface.
     colors = bust.colors.copy()
-    colors[fitted] = colours_at(moved[fitted], target)
+    colors[surface] = colours_at(moved[surface], target)
+    # The lids would take the generated eye's paint (a blink would show an iris on them): they get
+    # the median colour of the skin ring around them instead.
+    for k in (0, 1):
+        ring = surface & (to_eye[:, k] >= EYE_FREE_RADIUS) & (to_eye[:, k] < EYE_FREE_RADIUS + 0.01)
+        if ring.any():
+            colors[near_eyes & (to_eye.argmin(1) == k)] = np.median(colors[ring], axis=0)
     registered = RiggedMesh(moved.astype(np.float32), bust.faces, colors.astype(np.float32), bust.parts,
                             bust.weights, bust.morphs, bust.morph_names, skeleton)
     lash_colour = np.clip(colors[face].mean(0) * 0.25, 0.0, 1.0)
