@@ -1,7 +1,7 @@
 """The non-rigid registration that rigs generated avatars (avatars/rigging/register.py) against
-trimesh's `nricp_amberg` (Amberg et al. 2007), on the same generated avatar: time and the median
-distance of the template's face to the generated surface; also the similarity alone (no
-non-rigid step) as the floor both start from.
+trimesh's `nricp_amberg` (Amberg et al. 2007) on the same generated avatar, all its skin fitted
+(no eye handling, unlike `rig.rig_generated`): time and the median distance of the template's
+face to the generated surface; also the similarity alone (no non-rigid step), where both start.
 
     OMP_NUM_THREADS=1 python scripts/bench_registration.py [--prompt TEXT] [--seed N] [--amberg-steps DEFAULT]
 """
