@@ -12,7 +12,7 @@ closest generated point, while eyes, mouth cavity, teeth and lashes keep the tem
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,12 +33,23 @@ FITTED_PARTS = (Part.SKIN, Part.LIPS, Part.CAP)
 """Template parts registered onto the generated surface and coloured from it."""
 
 
-EYE_FREE_RADIUS = 0.028
-"""Skin this close (metres) to an eye's centre has no data term: generated faces have no eye
-openings to register the lids onto."""
-EYE_RIGID_RADIUS = 0.022
-"""... and this close it moves as one piece with the eyeball, so lids, lashes and eye keep the
-template's fit (a blink closes over the eye)."""
+@dataclass(frozen=True)
+class RigConfig:
+    """How the template is fitted to a generated avatar."""
+
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    """The non-rigid ICP's schedule."""
+    region: FaceRegion = field(default_factory=FaceRegion)
+    """Where the face is (what the fit's distance is reported on)."""
+    eye_free_radius: float = 0.028
+    """Skin this close (metres) to an eye's centre has no data term: generated faces have no eye
+    openings to register the lids onto (they closed over the eyes, or the eyeballs poked through)."""
+    eye_rigid_radius: float = 0.022
+    """... and this close it moves as one piece with the eyeball, so lids, lashes and eye keep the
+    template's fit (a blink closes over the eye)."""
+    eye_ring: float = 0.01
+    """The skin near an eye takes the median colour of the ring this wide outside it, not the
+    generated eye's paint."""
 
 
 @dataclass(frozen=True)
@@ -101,15 +112,14 @@ def colours_at(points: np.ndarray, mesh: GeneratedMesh) -> np.ndarray:
 
 
 def rig_generated(generated: GeneratedMesh, attributes: AvatarAttributes,
-                  registration: RegistrationConfig = RegistrationConfig(),
-                  region: FaceRegion = FaceRegion()) -> RiggedGenerated:
+                  config: RigConfig = RigConfig()) -> RiggedGenerated:
     """Fit the Anny template of `attributes` to a generated avatar (see the module docstring)."""
     from avatars.anny.accessories import eyelashes, head_frame
     from avatars.anny.body import build_bust
     from avatars.anny.mouth import teeth
 
     bust = build_bust(attributes)
-    face = face_vertices(bust, region)
+    face = face_vertices(bust, config.region)
     rest = bust.vertices.astype(np.float64)
     # 1. Field frame -> metric: landmarks, then scaled ICP on the face.
     start = landmark_similarity(engine_landmarks(attributes), template_landmarks(bust))
@@ -121,18 +131,18 @@ def rig_generated(generated: GeneratedMesh, attributes: AvatarAttributes,
     sk = bust.skeleton
     eyes = np.stack([sk.world[sk.index(b), :3, 3] for b in ("eye.L", "eye.R")])
     to_eye = np.linalg.norm(rest[:, None] - eyes[None], axis=2)  # [V, 2]
-    near_eyes = surface & (to_eye.min(1) < EYE_FREE_RADIUS)
-    groups = np.where(near_eyes & (to_eye.min(1) < EYE_RIGID_RADIUS), 1 + to_eye.argmin(1), 0)
-    moved = register(rest, bust.faces, surface & ~near_eyes, target.vertices, target.faces, registration,
+    near_eyes = surface & (to_eye.min(1) < config.eye_free_radius)
+    groups = np.where(near_eyes & (to_eye.min(1) < config.eye_rigid_radius), 1 + to_eye.argmin(1), 0)
+    moved = register(rest, bust.faces, surface & ~near_eyes, target.vertices, target.faces, config.registration,
                      free=near_eyes, rigid=groups).vertices
     skeleton = move_bones(bust.skeleton, bust.weights, rest, moved)
     # 3. Generated colours on the fitted surface.
     colors = bust.colors.copy()
     colors[surface] = colours_at(moved[surface], target)
-    # The lids would take the generated eye's paint (a blink would show an iris on them): they get
-    # the median colour of the skin ring around them instead.
+    # The lids would wear the generated eye's paint: they get the skin ring's median colour instead.
     for k in (0, 1):
-        ring = surface & (to_eye[:, k] >= EYE_FREE_RADIUS) & (to_eye[:, k] < EYE_FREE_RADIUS + 0.01)
+        ring = surface & (to_eye[:, k] >= config.eye_free_radius) & \
+            (to_eye[:, k] < config.eye_free_radius + config.eye_ring)
         if ring.any():
             colors[near_eyes & (to_eye.argmin(1) == k)] = np.median(colors[ring], axis=0)
     registered = RiggedMesh(moved.astype(np.float32), bust.faces, colors.astype(np.float32), bust.parts,
@@ -140,4 +150,5 @@ def rig_generated(generated: GeneratedMesh, attributes: AvatarAttributes,
     lash_colour = np.clip(colors[face].mean(0) * 0.25, 0.0, 1.0)
     avatar = merge([registered, *teeth(registered), *eyelashes(registered, head_frame(registered), lash_colour)])
     _, dist, _ = closest_points(moved[face], target.vertices, target.faces)
-    return RiggedGenerated(avatar, similarity, target, np.concatenate([face, np.zeros(len(avatar.vertices) - len(face), bool)]), dist)
+    face_all = np.concatenate([face, np.zeros(len(avatar.vertices) - len(face), bool)])  # teeth, lashes: not face
+    return RiggedGenerated(avatar, similarity, target, face_all, dist)

@@ -81,5 +81,5 @@ def export_generated_rigged(folder, field, attributes: AvatarAttributes, export:
         "morph_targets": len(rigged.avatar.morph_names),
         "field_to_metres": {"scale": rigged.similarity.scale, "shift": [float(x) for x in rigged.similarity.shift]},
         "face_distance_mm": {"median": float(np.median(face_mm)), "p90": float(np.percentile(face_mm, 90)),
-                             "vertices": int(len(face_mm))},
+                             "vertices": len(face_mm)},
     }
