@@ -14,8 +14,9 @@
 
 The run folder gets model.glb, model.obj, model.ply, preview.png, turntable.mp4, turntable.gif,
 config.yaml and avatar.json (attributes, prompt, timings). Anny avatars' model.glb is rigged
-(skeleton, skin weights, the 52 ARKit blendshapes as morph targets; avatars/anny/); SDF and
-tri-plane avatars' is textured (with model.mtl + PNG beside the OBJ). A text prompt or a photo goes through the trained tri-plane diffusion model
+(skeleton, skin weights, the 52 ARKit blendshapes as morph targets; avatars/anny/), and so is a
+generated avatar's (the Anny template fitted to it, avatars/rigging/; generated.ply beside it);
+SDF and fitted tri-plane avatars' is textured (with model.mtl + PNG beside the OBJ). A text prompt or a photo goes through the trained tri-plane diffusion model
 (avatars/generate.py; weights from scripts/train_avatar_diffusion.py, default
 assets/avatar-diffusion or $DREAM3D_AVATAR_MODEL_DIR).
 """

@@ -9,9 +9,11 @@
 
 `run_from_cli` is `dream3d avatar "prompt" | --photo FILE [--edit TEXT] --model DIR --out DIR`:
 it writes the same run folder as the engine path of avatars/cli.py (model.glb/.obj/.ply,
-preview.png, turntable.mp4/.gif, config.yaml, avatar.json with a timing split: diffusion,
-upsampling, mesh, video). With --edit the edited avatar (same noise, condition from the
-edited prompt) gets a run folder of its own, OUT/edited.
+preview.png, turntable.mp4/.gif, config.yaml, avatar.json with a timing split). The generated
+avatar is rigged (avatars/rigging/: the Anny template of the prompt's attributes fitted to it,
+model.glb with skeleton and 52 ARKit morphs, generated.ply beside it); without Anny installed
+it is written as the static textured mesh, with a warning. With --edit the edited avatar (same
+noise, condition from the edited prompt) gets a run folder of its own, OUT/edited.
 """
 from __future__ import annotations
 
@@ -154,6 +156,13 @@ def run_from_cli(args: argparse.Namespace, export: AvatarExportConfig) -> int:
     root = args.out if args.out is not None else default_run_dir(f"avatar-{slugify(label)}")
     ensure_writable_folder(root)  # an unwritable --out fails now, not after the diffusion
 
+    from avatars.anny.model import INSTALL_HINT, anny_installed
+
+    rig = anny_installed()
+    if not rig:
+        say(f"warning: the Anny body model is not installed, so the avatar is written unrigged (a static mesh); "
+            f"for a rigged model.glb install: {INSTALL_HINT}")
+
     # 2. The condition, and the same noise for every avatar of this run (the edit keeps it).
     with torch.no_grad():
         cond = portrait_condition(model, portrait) if portrait is not None else text_condition(model, args.prompt)
@@ -171,7 +180,18 @@ def run_from_cli(args: argparse.Namespace, export: AvatarExportConfig) -> int:
         timings = {"diffusion_s": result.timings["diffusion"], "upsampling_s": result.timings["upsampling"]}
         say(f"planes {tuple(result.planes.shape[1:])}: diffusion {timings['diffusion_s']:.1f}s "
             f"({sampling.steps} DDIM steps), upsampling {timings['upsampling_s']:.2f}s")
-        files, export_timings, folder = _export(folder_path, result.planes[0], decoder, triplane, text, export, say)
+        if rig:
+            from avatars.rigging.run import export_generated_rigged, template_attributes
+            from dream3d.runfolder import prepare_run_folder
+
+            # The template starts from what the prompt names (or the portrait reader reads).
+            attributes = template_attributes(c.attributes[0], args.seed)
+            folder = prepare_run_folder(folder_path)
+            files, export_timings, rig_info = export_generated_rigged(
+                folder, avatar_field(result.planes[0], decoder, triplane).eval(), attributes, export, say)
+        else:
+            files, export_timings, folder = _export(folder_path, result.planes[0], decoder, triplane, text, export, say)
+            rig_info = None
         timings |= export_timings
         timings["total_s"] = time.perf_counter() - t
         info_path = folder.root / "avatar.json"
@@ -189,6 +209,7 @@ def run_from_cli(args: argparse.Namespace, export: AvatarExportConfig) -> int:
                          "classifier_scale": sampling.classifier_scale_for(model)},
             "model": str(args.model if args.model is not None else default_model_dir()),
             "model_info": info,
+            "rig": rig_info,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
         })
         if not args.quiet:

@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         """Low planes [3, C, r, r] from the pooled `planes`, and their fit figures as record.fit entries."""
         pooled = downsample_planes(planes[None], model.resolution // args.low_resolution)[0]
         low_planes, info = fit_planes(avatar, decoder, low_model, low_fit, seed=seed, initial=pooled)
-        return low_planes, {f"low_{k}": round(v, 5) for k, v in info.items()}
+        return low_planes, {f"low_{k}": round(v, 5) for k, v in info.items() if k != "seconds"}
 
     for i in range(shard_index, args.num, shard_count):
         if avatar_path(out, i).exists():
@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         portrait = render_portrait(AvatarField(avatar, sharpness=model.sharpness))
         prompts = [training_caption(attributes, torch.Generator().manual_seed(seed * PROMPTS_PER_AVATAR + j), j)
                    for j in range(PROMPTS_PER_AVATAR)]
-        fit = {k: round(v, 5) for k, v in info.items()} | low_fit_figures
+        # Fit times go to build.log, not into the file: the same build writes the same bytes.
+        fit = {k: round(v, 5) for k, v in info.items() if k != "seconds"} | low_fit_figures
         save_avatar(out, AvatarRecord(index=i, seed=seed, attributes=attributes, prompts=prompts, planes=planes,
                                       portrait=portrait, fit=fit, low_planes=low_planes))
         elapsed = time.perf_counter() - t

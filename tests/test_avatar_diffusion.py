@@ -516,6 +516,16 @@ def test_cli_text_prompt_and_edit_write_run_folders(tiny_model_folder, tmp_path,
         assert not list(root.glob(".*tmp*"))
     info = json.loads((out / "avatar.json").read_text())
     assert info["source"] == "tri-plane diffusion" and info["seed"] == 2
+    from avatars.anny.model import anny_installed
+
+    if anny_installed():  # the generated avatar is rigged: the Anny template fitted to it (avatars/rigging)
+        import pygltflib
+
+        for root in (out, out / "edited"):
+            glb = pygltflib.GLTF2().load(str(root / "model.glb"))
+            assert len(glb.skins) == 1 and len(glb.skins[0].joints) == json.loads((root / "avatar.json").read_text())["rig"]["bones"]
+            assert len(glb.meshes[0].extras["targetNames"]) == 52 and (root / "generated.ply").is_file()
+        assert info["rig"]["morph_targets"] == 52 and info["rig"]["face_distance_mm"]["median"] >= 0
     assert set(info["timings_s"]) >= {"diffusion_s", "upsampling_s", "mesh_s", "video_s"}
     assert info["prompt_attributes"]["age"] == "old"
     edited = json.loads((out / "edited" / "avatar.json").read_text())
@@ -524,6 +534,18 @@ def test_cli_text_prompt_and_edit_write_run_folders(tiny_model_folder, tmp_path,
     code, _, err = run(["an old man", "--model", str(tiny_model_folder), "--anchor", "3", *TINY_RUN], capsys)
     lines = err.strip().splitlines()
     assert code != 0 and len(lines) == 1 and "--anchor must divide 8" in lines[0], err
+
+
+def test_cli_without_anny_writes_the_static_mesh_and_says_so(tiny_model_folder, tmp_path, capsys, monkeypatch):
+    import avatars.anny.model as anny_model
+
+    monkeypatch.setattr(anny_model, "anny_installed", lambda: False)
+    out = tmp_path / "run"
+    code, stdout, err = run(["an old man", "--model", str(tiny_model_folder), "--out", str(out), *TINY_RUN], capsys)
+    assert code == 0, err
+    assert sum("written unrigged" in line and "pip install" in line for line in stdout.splitlines()) == 1
+    assert (out / "model.glb").read_bytes()[:4] == b"glTF" and (out / "model.png").is_file()  # textured, static
+    assert json.loads((out / "avatar.json").read_text())["rig"] is None
 
 
 def test_cli_samples_with_classifier_guidance_where_the_model_has_a_plane_classifier(tiny_model_folder, tmp_path,
