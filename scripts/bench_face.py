@@ -103,15 +103,16 @@ def astronaut_figures(picture: Path | None) -> None:
         crop = Image.fromarray(image).crop((int(cx - half), int(cy - half * 1.1), int(cx + half), int(cy + half * 0.9)))
         crop = np.asarray(crop.resize((384, 384)))
         yaw, pitch, roll = reading.yaw_pitch_roll()
-        from avatars.anny.render import render_view, sample_surface
+        from avatars.anny.mesh_render import render_mesh
+        from avatars.anny.render import eye_depth_bias
         from avatars.face.drive import face_view
         from avatars.face.landmarks import rotation_from_yaw_pitch_roll
 
         posed = built.avatar.head_turned(built.avatar.morphed(reading.blendshapes), rotation_from_yaw_pitch_roll(yaw, pitch, roll))
         view = face_view(RenderConfig(), 384)
-        shown = render_view(sample_surface(posed, built.avatar.faces, built.avatar.colors, view.sample_count(), 0), 0.0, view)
-        turned = render_view(sample_surface(built.avatar.vertices, built.avatar.faces, built.avatar.colors,
-                                            view.sample_count(), 0), 35.0, view)
+        bias = eye_depth_bias(built.avatar.parts)
+        shown = render_mesh(posed, built.avatar.faces, built.avatar.colors, 0.0, view, bias)
+        turned = render_mesh(built.avatar.vertices, built.avatar.faces, built.avatar.colors, 35.0, view, bias)
         Image.fromarray(np.concatenate([crop, shown, turned], 1)).save(picture)
         print(f"side-by-side picture (photo | avatar with the photo's expression and head pose | neutral, 35 deg) -> {picture}")
 

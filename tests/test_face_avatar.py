@@ -254,8 +254,8 @@ def test_cli_bad_photo_or_video_is_one_line(tmp_path, capsys, flags, message):
     assert not (tmp_path / "run").exists()  # bad input is found before a run folder is made
 
 
-def test_round_trip_reads_back_head_pose_and_jaw():
-    """Small version of scripts/bench_face.py's round trip."""
+def test_round_trip_reads_back_head_pose_jaw_and_blinks():
+    """Small version of scripts/bench_face.py's round trip (triangle-rasterised renders)."""
     from avatars.anny.avatar import build_avatar
     from avatars.engine.attributes import AvatarAttributes
     from avatars.face.roundtrip import RoundTripConfig, round_trip
@@ -264,7 +264,9 @@ def test_round_trip_reads_back_head_pose_and_jaw():
     assert result.found.sum() >= 9
     errors = result.pose_errors()
     assert np.median(errors[:, 0]) < 5 and np.median(errors[:, 1]) < 5
-    assert result.correlations()[result.names.index("jawOpen")] > 0.5
+    corr = dict(zip(result.names, result.correlations()))
+    assert corr["jawOpen"] > 0.5  # measured 0.57 (10 renders; 0.80 over 40)
+    assert (corr["eyeBlinkLeft"] + corr["eyeBlinkRight"]) / 2 > 0.6  # measured 0.80 (0.81 over 40)
 
 
 def test_closed_eyelids_cover_the_eyes_in_renders():
