@@ -131,6 +131,25 @@ def test_the_avatar_wears_the_photos_colours(built, astronaut):
     assert built.colours.iris.mean() < 0.45  # dark eyes (no catch-lights)
 
 
+def test_a_beard_is_read_on_a_render_and_not_on_the_astronaut(built):
+    from avatars.anny.avatar import build_avatar
+    from avatars.anny.mesh_render import render_mesh
+    from avatars.anny.render import RenderConfig, eye_depth_bias
+    from avatars.engine.attributes import AvatarAttributes, FacialHair, HairColour
+    from avatars.face.beard import BeardConfig, read_beard
+    from avatars.face.drive import face_view
+
+    assert not built.beard.present and built.attributes.facial_hair.value == "none"  # measured 5.3 (< 12)
+    for beard in (FacialHair.BEARD, FacialHair.NONE):
+        avatar = build_avatar(AvatarAttributes(facial_hair=beard, hair_colour=HairColour.BROWN))
+        image = render_mesh(avatar.vertices, avatar.faces, avatar.colors, 0.0, face_view(RenderConfig(), 384),
+                            eye_depth_bias(avatar.parts))
+        read = read_beard(image, read_face(image))
+        assert read.present == (beard == FacialHair.BEARD), (beard, read.delta_e)
+        if read.present:  # the beard's colour is what the photo shows, not the skin's
+            assert read.delta_e > 2 * BeardConfig().min_delta_e
+
+
 def _clip(path, astronaut, blank=range(6, 8)):
     from PIL import Image
 

@@ -63,6 +63,7 @@ def render_mesh(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, azi
     safe = np.maximum(depth, 1e-6)
     px = np.stack([s / 2 + focal * (rel @ right) / safe, s / 2 - focal * (rel @ up) / safe], 1)
     faces = np.asarray(faces, np.int64)
+    normals = vertex_normals(vertices, faces).astype(np.float32)  # from every face, culled or not
     keep = (depth[faces] > 0.01).all(1)
     if cullable is not None:
         tri = px[faces]  # screen winding: seen from behind, the signed area flips
@@ -73,11 +74,17 @@ def render_mesh(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, azi
     face, bary = zbuffer(px[faces], z[faces], s, s)
     hit = face >= 0
     corners = faces[face[hit]]  # [K, 3]
-    b = bary[hit][:, :, None]  # [K, 3, 1]
-    color = (np.asarray(colors, np.float32)[corners] * b).sum(1)
-    normal = (vertex_normals(vertices, faces)[corners] * b).sum(1)
-    camera = np.stack([normal @ right, normal @ up, -(normal @ forward)], 1)  # camera axes, z toward the camera
-    camera *= np.where(camera[:, 2:3] < 0, -1.0, 1.0) / np.maximum(np.linalg.norm(camera, axis=1, keepdims=True), 1e-12)
+    b = bary[hit]  # [K, 3]
+
+    def mix(values: np.ndarray) -> np.ndarray:  # [V, C] per vertex -> [K, C] per pixel
+        return (values[corners[:, 0]] * b[:, 0:1] + values[corners[:, 1]] * b[:, 1:2]
+                + values[corners[:, 2]] * b[:, 2:3])
+
+    color = mix(np.asarray(colors, np.float32))
+    n = mix(normals)
+    camera = np.stack([n @ right, n @ up, -(n @ forward)], 1)  # camera axes, z toward the camera
+    length = np.sqrt(camera[:, 0] ** 2 + camera[:, 1] ** 2 + camera[:, 2] ** 2)
+    camera *= (np.where(camera[:, 2] < 0, -1.0, 1.0) / np.maximum(length, 1e-12))[:, None]
     light = np.asarray(shading.light, np.float64) / np.linalg.norm(shading.light)
     shade = shading.ambient + shading.diffuse * np.clip(camera @ light, 0.0, 1.0)
     image = np.empty((s, s, 3), np.float32)

@@ -39,6 +39,10 @@ class RoundTripConfig:
     max_pitch: float = 15.0
     """Head pitch uniform in +-this, degrees."""
     seed: int = 0
+    view: RenderConfig | None = None
+    """The renders' camera (None: the driven video's face view at `size`)."""
+    shading: Shading = Shading()
+    """The renders' light and supersampling."""
 
 
 @dataclass(frozen=True)
@@ -81,12 +85,13 @@ def most_visible(avatar: RiggedMesh, count: int) -> tuple[str, ...]:
     return tuple(order[:count])
 
 
-def render_posed(avatar: RiggedMesh, weights: dict[str, float], yaw: float, pitch: float, size: int) -> np.ndarray:
+def render_posed(avatar: RiggedMesh, weights: dict[str, float], yaw: float, pitch: float, size: int,
+                 view: RenderConfig | None = None, shading: Shading = Shading()) -> np.ndarray:
     """[size, size, 3] uint8 front view (triangle-rasterised) of the avatar with these blendshapes
-    and head rotation."""
+    and head rotation (view None: the driven video's face view)."""
     posed = avatar.head_turned(avatar.morphed(weights), rotation_from_yaw_pitch_roll(yaw, pitch))
-    return render_mesh(posed, avatar.faces, avatar.colors, 0.0, face_view(RenderConfig(), size),
-                       eye_depth_bias(avatar.parts), Shading(), closed_faces(avatar.faces, avatar.parts))
+    return render_mesh(posed, avatar.faces, avatar.colors, 0.0, view or face_view(RenderConfig(), size),
+                       eye_depth_bias(avatar.parts), shading, closed_faces(avatar.faces, avatar.parts))
 
 
 def round_trip(avatar: RiggedMesh, config: RoundTripConfig = RoundTripConfig()) -> RoundTripResult:
@@ -102,10 +107,11 @@ def round_trip(avatar: RiggedMesh, config: RoundTripConfig = RoundTripConfig()) 
     with FaceLandmarker(LandmarkerConfig(max_faces=1)) as landmarker:
         # Poses are read relative to the avatar's own rest pose as the landmarker sees it (Anny's
         # rest head reads a few degrees pitched down from this camera).
-        rest = landmarker.read(render_posed(avatar, {}, 0.0, 0.0, config.size))
+        rest = landmarker.read(render_posed(avatar, {}, 0.0, 0.0, config.size, config.view, config.shading))
         rest_rotation = np.eye(3) if rest is None else _rotation(rest.pose)
         for s in range(config.samples):
-            image = render_posed(avatar, dict(zip(names, truth[s])), pose[s, 0], pose[s, 1], config.size)
+            image = render_posed(avatar, dict(zip(names, truth[s])), pose[s, 0], pose[s, 1], config.size,
+                                 config.view, config.shading)
             reading = landmarker.read(image)
             if reading is None:
                 continue

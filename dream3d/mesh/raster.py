@@ -44,10 +44,14 @@ def rasterize_triangles(
     return face, row, col, bary
 
 
+_SLACK = 1e-6
+"""Pixels by which a scanline span is widened: a centre this close to an edge is still tested."""
+
+
 def _scanline_pairs(tri, faces, row_lo, rows_n, col_lo, col_hi, eps):
     """`rasterize_triangles` for the triangles `faces` [n]: (face, row, col, bary) or None.
     Each row's span is taken on the triangle grown to barycentric tolerance eps (the triangle
-    scaled by 1 + 3 eps about its centroid), widened by a pixel against rounding."""
+    scaled by 1 + 3 eps about its centroid), widened by `_SLACK` against rounding."""
     f = np.repeat(faces, rows_n[faces])  # one entry per (triangle, row)
     first = np.cumsum(rows_n[faces]) - rows_n[faces]
     row = row_lo[f] + np.arange(f.size) - np.repeat(first, rows_n[faces])
@@ -70,8 +74,8 @@ def _scanline_pairs(tri, faces, row_lo, rows_n, col_lo, col_hi, eps):
         span_hi = np.where(crosses, np.maximum(span_hi, x), span_hi)
     none = ~np.isfinite(span_lo)
     span_lo, span_hi = np.where(none, x_min, span_lo), np.where(none, x_max, span_hi)
-    c_lo = np.maximum(np.ceil(span_lo - 0.5).astype(np.int64) - 1, col_lo[f])
-    c_hi = np.minimum(np.floor(span_hi - 0.5).astype(np.int64) + 1, col_hi[f])
+    c_lo = np.maximum(np.ceil(span_lo - 0.5 - _SLACK).astype(np.int64), col_lo[f])
+    c_hi = np.minimum(np.floor(span_hi - 0.5 + _SLACK).astype(np.int64), col_hi[f])
     n = np.maximum(c_hi - c_lo + 1, 0)
     if n.sum() == 0:
         return None
@@ -135,7 +139,7 @@ def zbuffer(tri: np.ndarray, depth: np.ndarray, height: int, width: int) -> tupl
     if face.size == 0:
         return face_map, bary_map
     persp = bary / depth[face]  # [K, 3] screen-space weights over depth
-    inv = persp.sum(1)  # [K] 1 / depth at the pixel
+    inv = persp[:, 0] + persp[:, 1] + persp[:, 2]  # [K] 1 / depth at the pixel
     cell = row * width + col
     nearest = np.zeros(height * width)
     np.maximum.at(nearest, cell, inv)  # the largest 1 / depth: the nearest surface
