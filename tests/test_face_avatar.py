@@ -144,10 +144,19 @@ def test_a_beard_is_read_on_a_render_and_not_on_the_astronaut(built):
         avatar = build_avatar(AvatarAttributes(facial_hair=beard, hair_colour=HairColour.BROWN))
         image = render_mesh(avatar.vertices, avatar.faces, avatar.colors, 0.0, face_view(RenderConfig(), 384),
                             eye_depth_bias(avatar.parts))
-        read = read_beard(image, read_face(image))
+        reading = read_face(image)
+        read = read_beard(image, reading)
         assert read.present == (beard == FacialHair.BEARD), (beard, read.delta_e)
         if read.present:  # the beard's colour is what the photo shows, not the skin's
             assert read.delta_e > 2 * BeardConfig().min_delta_e
+            from avatars.anny.rigged import Part
+            from avatars.face.photo import photo_avatar
+            from dream3d.evaluation import delta_e
+
+            fitted = photo_avatar(image, reading)  # the photo path builds the avatar with that beard
+            assert fitted.attributes.facial_hair == FacialHair.BEARD
+            worn = fitted.avatar.colors[fitted.avatar.parts == Part.FACIAL_HAIR]
+            assert len(worn) and float(delta_e(np.median(worn, 0), read.colour)) < 10
 
 
 def _clip(path, astronaut, blank=range(6, 8)):

@@ -71,8 +71,9 @@ def recolour(avatar: RiggedMesh, attributes: AvatarAttributes, colours: PhotoCol
     if colours.hair is not None and not colours.bald:
         _scaled(c, np.isin(parts, (Part.HAIR, Part.EYEBROW, Part.FACIAL_HAIR)), colours.hair,
                 hair_color(attributes).astype(np.float64))
-    if beard_colour is not None:  # the chin's colour, not the head hair's (grey beards, bald heads)
-        _scaled(c, parts == Part.FACIAL_HAIR, beard_colour, hair_color(attributes).astype(np.float64))
+    beard = parts == Part.FACIAL_HAIR
+    if beard_colour is not None and beard.any():  # the jaw's colour, not the head hair's (grey beards, bald heads)
+        _scaled(c, beard, beard_colour, np.median(c[beard], axis=0))
     c[parts == Part.IRIS] = colours.iris
     if colours.clothing is not None:
         _scaled(c, np.isin(parts, (Part.SHIRT, Part.CAP)), colours.clothing,
