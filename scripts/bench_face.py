@@ -2,10 +2,14 @@
 
 1. Round trip: Anny avatars rendered with known blendshapes and head poses, read back by the
    landmarker (random combinations, and each blendshape alone).
-2. The astronaut photo (skimage.data.astronaut()): fit error, skin colour, a side-by-side picture.
-3. Speed: photo -> rigged avatar (the CLI, wall time), driving FPS (landmarks; landmarks + render).
+2. Attributes: the beard reader (and the glasses reader that was not shipped) on renders of random
+   engine avatars and on the astronaut.
+3. The astronaut photo (skimage.data.astronaut()): fit error, skin colour, a side-by-side picture.
+4. Speed: photo -> rigged avatar (the CLI, wall time), driving FPS (landmarks; landmarks + render).
 
     python scripts/bench_face.py [--samples 40] [--picture docs/face-astronaut.png] [--runs 2]
+    python scripts/bench_face.py --only variants   # the round trip under other render settings
+    python scripts/bench_face.py --only attributes # beard / glasses readers on engine renders and the astronaut
 """
 from __future__ import annotations
 
@@ -52,6 +56,94 @@ def round_trip_figures(samples: int, size: int) -> None:
                 alone.append(np.corrcoef(levels, read)[0, 1] if np.std(read) > 0 else np.nan)
         print(f"round trip ({who.presentation.value}, each blendshape alone at 0..1, frontal): mean correlation "
               f"{np.nanmean(alone):.2f} ({', '.join(f'{n} {c:.2f}' for n, c in zip(names, alone))})")
+
+
+def round_trip_variants(samples: int, size: int) -> None:
+    """The man's random-combination round trip under other render settings (what the landmarker
+    might need: resolution, camera distance, background, light, anti-aliasing)."""
+    from dataclasses import replace
+
+    from avatars.anny.avatar import build_avatar
+    from avatars.anny.mesh_render import Shading
+    from avatars.anny.render import RenderConfig
+    from avatars.engine.attributes import AvatarAttributes
+    from avatars.face.drive import face_view
+    from avatars.face.roundtrip import RoundTripConfig, round_trip
+
+    avatar = build_avatar(AvatarAttributes())
+    view = face_view(RenderConfig(), size)
+    variants = {
+        "as shipped": (view, Shading()),
+        "512 px": (replace(view, size=512), Shading()),
+        "camera 0.45 m (was 0.7)": (replace(view, distance=0.45), Shading()),
+        "grey background": (replace(view, background=(0.5, 0.5, 0.5)), Shading()),
+        "flatter light (ambient 0.7, diffuse 0.35)": (view, Shading(ambient=0.7, diffuse=0.35)),
+        "3x supersampling": (view, Shading(supersample=3)),
+    }
+    for name, (v, shading) in variants.items():
+        r = round_trip(avatar, RoundTripConfig(samples=samples, size=v.size, view=v, shading=shading))
+        err = r.pose_errors()
+        print(f"round trip variant ({name}; man, {samples} renders, random combinations): mean correlation "
+              f"{np.nanmean(r.correlations()):.2f}; yaw / pitch error median {np.median(err[:, 0]):.1f} / "
+              f"{np.median(err[:, 1]):.1f} deg")
+
+
+def _glasses_ring_score(image: np.ndarray, reading) -> float:
+    """Fraction of pixels in rings about the eyes (1.15-1.6 eye half-widths, lower half and sides)
+    at least 15 CIEDE2000 from the nose's skin: the glasses reader that was tried and not shipped."""
+    from avatars.face.beard import NOSE_DORSUM
+    from avatars.face.colours import _disc
+    from dream3d.evaluation import delta_e
+
+    pts, shape = reading.landmarks[:, :2], image.shape[:2]
+    up = (pts[10] - pts[152]) / np.linalg.norm(pts[10] - pts[152])
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    ring = np.zeros(shape, bool)
+    for a, b in ((33, 133), (362, 263)):
+        c, half = (pts[a] + pts[b]) / 2, np.linalg.norm(pts[a] - pts[b]) / 2
+        d = np.stack([xx - c[0], yy - c[1]], -1)
+        r = np.linalg.norm(d, axis=-1)
+        ring |= (r >= 1.15 * half) & (r <= 1.6 * half) & (d @ up <= 0.2 * half)
+    img = image.astype(np.float64) / 255
+    skin = np.median(img[_disc(shape, pts[list(NOSE_DORSUM)].mean(0), 0.07 * reading.inter_ocular())], 0)
+    return float((delta_e(np.broadcast_to(skin, img[ring].shape), img[ring]) > 15).mean())
+
+
+def attribute_figures(count: int, seed: int) -> None:
+    """Beard (shipped) and glasses (not shipped) readers on renders of random engine avatars, and on
+    the astronaut (no beard, no glasses). Thresholds were chosen on seed 1 (60 renders)."""
+    from skimage import data
+
+    from avatars.anny.avatar import build_avatar
+    from avatars.anny.mesh_render import render_mesh
+    from avatars.anny.render import RenderConfig, eye_depth_bias
+    from avatars.engine.attributes import FacialHair, Glasses, sample_attributes
+    from avatars.face.beard import read_beard
+    from avatars.face.drive import face_view
+    from avatars.face.landmarks import FaceLandmarker, LandmarkerConfig, read_face, rotation_from_yaw_pitch_roll
+
+    rng = np.random.default_rng(seed)
+    truth, beard, glasses = [], [], []
+    with FaceLandmarker(LandmarkerConfig(max_faces=1)) as landmarker:
+        for k in range(count):
+            attributes = sample_attributes(seed * 100000 + k)
+            avatar = build_avatar(attributes)
+            posed = avatar.head_turned(avatar.vertices, rotation_from_yaw_pitch_roll(rng.uniform(-20, 20), rng.uniform(-10, 10)))
+            image = render_mesh(posed, avatar.faces, avatar.colors, 0.0, face_view(RenderConfig(), 384), eye_depth_bias(avatar.parts))
+            reading = landmarker.read(image)
+            if reading is None:
+                continue
+            truth.append((attributes.facial_hair == FacialHair.BEARD, attributes.glasses != Glasses.NONE))
+            beard.append(read_beard(image, reading).present)
+            glasses.append(_glasses_ring_score(image, reading) >= 0.15)
+    t, b, g = np.array(truth), np.array(beard), np.array(glasses)
+    for name, y, p in (("beard (avatars/face/beard.py, shipped)", t[:, 0], b), ("glasses (eye-ring score >= 0.15, not shipped)", t[:, 1], g)):
+        print(f"{name} on {len(y)} renders of random engine avatars (seed {seed}, 384 px, yaw +-20, pitch +-10): "
+              f"accuracy {(p == y).mean():.2f}, found {p[y].sum()}/{y.sum()}, false alarms {p[~y].sum()}/{(~y).sum()}")
+    image = data.astronaut()
+    reading = read_face(image)
+    print(f"astronaut (no beard, no glasses): beard read {read_beard(image, reading).present} (jaw band vs nose delta E "
+          f"{read_beard(image, reading).delta_e:.1f}); glasses eye-ring score {_glasses_ring_score(image, reading):.3f} (>= 0.15 reads glasses)")
 
 
 def astronaut_figures(picture: Path | None) -> None:
@@ -103,15 +195,16 @@ def astronaut_figures(picture: Path | None) -> None:
         crop = Image.fromarray(image).crop((int(cx - half), int(cy - half * 1.1), int(cx + half), int(cy + half * 0.9)))
         crop = np.asarray(crop.resize((384, 384)))
         yaw, pitch, roll = reading.yaw_pitch_roll()
-        from avatars.anny.render import render_view, sample_surface
+        from avatars.anny.mesh_render import render_mesh
+        from avatars.anny.render import eye_depth_bias
         from avatars.face.drive import face_view
         from avatars.face.landmarks import rotation_from_yaw_pitch_roll
 
         posed = built.avatar.head_turned(built.avatar.morphed(reading.blendshapes), rotation_from_yaw_pitch_roll(yaw, pitch, roll))
         view = face_view(RenderConfig(), 384)
-        shown = render_view(sample_surface(posed, built.avatar.faces, built.avatar.colors, view.sample_count(), 0), 0.0, view)
-        turned = render_view(sample_surface(built.avatar.vertices, built.avatar.faces, built.avatar.colors,
-                                            view.sample_count(), 0), 35.0, view)
+        bias = eye_depth_bias(built.avatar.parts)
+        shown = render_mesh(posed, built.avatar.faces, built.avatar.colors, 0.0, view, bias)
+        turned = render_mesh(built.avatar.vertices, built.avatar.faces, built.avatar.colors, 35.0, view, bias)
         Image.fromarray(np.concatenate([crop, shown, turned], 1)).save(picture)
         print(f"side-by-side picture (photo | avatar with the photo's expression and head pose | neutral, 35 deg) -> {picture}")
 
@@ -180,10 +273,15 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--picture", type=Path, default=None)
     parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--only", choices=("roundtrip", "astronaut", "speed"), default=None)
+    parser.add_argument("--only", choices=("roundtrip", "variants", "attributes", "astronaut", "speed"), default=None,
+                        help="variants: the round trip under other render settings (not part of the default run)")
     args = parser.parse_args()
     if args.only in (None, "roundtrip"):
         round_trip_figures(args.samples, args.size)
+    if args.only == "variants":
+        round_trip_variants(args.samples, args.size)
+    if args.only in (None, "attributes"):
+        attribute_figures(100, seed=2)
     if args.only in (None, "astronaut"):
         astronaut_figures(args.picture)
     if args.only in (None, "speed"):

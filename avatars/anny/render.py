@@ -72,10 +72,6 @@ class SamplePattern:
     bary: np.ndarray
     """[N, 3] float32 barycentric weights."""
 
-    def subset(self, keep: np.ndarray) -> SamplePattern:
-        """The samples where `keep` [N] bool is True."""
-        return SamplePattern(self.mesh_faces, self.face_index[keep], self.corners[keep], self.bary[keep])
-
     def _mix(self, values: np.ndarray) -> np.ndarray:
         """[V, C] per-vertex values -> [N, C] at the samples."""
         c, b = self.corners, self.bary
@@ -92,16 +88,11 @@ class SamplePattern:
                               normals[self.face_index].astype(np.float32), b)
 
 
-def sample_pattern(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int,
-                   poses: tuple[np.ndarray, ...] = ()) -> SamplePattern:
-    """Area-weighted random sample positions on the triangles [F, 3]. With `poses` (other [V, 3]
-    positions of the same mesh) each triangle is weighted by its largest area over all of them, so
-    a surface that stretches when posed (a closed eyelid, an open mouth) stays covered."""
+def sample_pattern(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int) -> SamplePattern:
+    """Area-weighted random sample positions on the triangles [F, 3]."""
     rng = np.random.default_rng(seed)
-    area = np.zeros(len(faces))
-    for v in (vertices, *poses):
-        tri = v[faces].astype(np.float64)  # [F, 3, 3]
-        area = np.maximum(area, np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1))
+    tri = vertices[faces].astype(np.float64)  # [F, 3, 3]
+    area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
     pick = rng.choice(len(faces), size=count, p=area / area.sum())
     u, v = rng.random(count), rng.random(count)
     flip = u + v > 1
@@ -208,13 +199,6 @@ def render_turntable_frames(vertices: np.ndarray, faces: np.ndarray, colors: np.
     """[T, H, W, 3] uint8: a full turn starting from the front."""
     samples = sample_surface(vertices, faces, colors, config.sample_count(), config.seed)
     return np.stack([render_view(samples, 360.0 * i / frames, config) for i in range(frames)])
-
-
-def animated_pattern(mesh, count: int, seed: int) -> SamplePattern:
-    """A sample pattern for a rigged mesh that will be animated: triangles weighted by their
-    largest area at rest, with each morph target at 1 (see `sample_pattern`)."""
-    poses = tuple(mesh.vertices + mesh.morphs[k] for k in range(len(mesh.morph_names)))
-    return sample_pattern(mesh.vertices, mesh.faces, count, seed, poses)
 
 
 def eye_depth_bias(parts: np.ndarray, metres: float = 0.01) -> np.ndarray:

@@ -185,35 +185,23 @@ def read_drive(path: str | os.PathLike, say: Callable[[str], None] = print,
 
 
 def driven_frames(avatar, track: DriveTrack, render_config) -> np.ndarray:
-    """[T, H, W_in + H, 3] uint8: each input frame beside the avatar posed by the track (front view).
-    The surface samples are drawn once and re-posed every frame."""
+    """[T, H, W_in + H, 3] uint8: each input frame beside the avatar posed by the track (front view,
+    triangle-rasterised without supersampling: the driven video's speed budget)."""
     from avatars.anny.expressions import ARKIT_NAMES
-    from avatars.anny.render import animated_pattern, eye_depth_bias, render_view
+    from avatars.anny.mesh_render import Shading, closed_faces, render_mesh
+    from avatars.anny.render import eye_depth_bias
 
     size = track.frames.shape[1]
     config = face_view(render_config, size)
-    pattern = visible_pattern(avatar, animated_pattern(avatar, config.sample_count(), config.seed), config)
     order = [avatar.morph_names.index(n) for n in ARKIT_NAMES]
-    bias = eye_depth_bias(avatar.parts)
+    morphs = avatar.morphs[order].reshape(len(order), -1)  # [52, V * 3]: one matrix product per frame
+    bias, cullable, shading = eye_depth_bias(avatar.parts), closed_faces(avatar.faces, avatar.parts), Shading(supersample=1)
     out = []
     for frame, w, r in zip(track.frames, track.weights, track.rotations):
-        v = avatar.vertices + np.einsum("m,mvc->vc", w, avatar.morphs[order])
+        v = avatar.vertices + (w @ morphs).reshape(-1, 3)
         posed = avatar.head_turned(v, r)
-        out.append(np.concatenate([frame, render_view(pattern.apply(posed, avatar.colors, bias), 0.0, config)], 1))
+        out.append(np.concatenate([frame, render_mesh(posed, avatar.faces, avatar.colors, 0.0, config, bias, shading, cullable)], 1))
     return np.stack(out)
-
-
-def visible_pattern(avatar, pattern, config, max_turn_degrees: float = 45.0):
-    """The samples a front camera can see while the head turns up to `max_turn_degrees`: those
-    inside the (widened) frame at rest whose rest normal is not turned away by more than that."""
-    from avatars.anny.render import project
-
-    rest = pattern.apply(avatar.vertices, avatar.colors)
-    uv = project(rest.points, 0.0, config)
-    margin = 0.15 * config.size
-    inside = ((uv > -margin) & (uv < config.size + margin)).all(1)
-    facing = rest.normals[:, 2] > -math.sin(math.radians(max_turn_degrees))
-    return pattern.subset(inside & facing)
 
 
 def face_view(render_config, size: int):

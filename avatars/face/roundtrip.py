@@ -10,12 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from avatars.anny.expressions import ARKIT_NAMES
-from avatars.anny.render import (
-    RenderConfig,
-    animated_pattern,
-    eye_depth_bias,
-    render_view,
-)
+from avatars.anny.mesh_render import Shading, closed_faces, render_mesh
+from avatars.anny.render import RenderConfig, eye_depth_bias
 from avatars.anny.rigged import RiggedMesh
 from avatars.face.drive import face_view
 from avatars.face.landmarks import (
@@ -43,6 +39,10 @@ class RoundTripConfig:
     max_pitch: float = 15.0
     """Head pitch uniform in +-this, degrees."""
     seed: int = 0
+    view: RenderConfig | None = None
+    """The renders' camera (None: the driven video's face view at `size`)."""
+    shading: Shading = Shading()
+    """The renders' light and supersampling."""
 
 
 @dataclass(frozen=True)
@@ -86,21 +86,18 @@ def most_visible(avatar: RiggedMesh, count: int) -> tuple[str, ...]:
 
 
 def render_posed(avatar: RiggedMesh, weights: dict[str, float], yaw: float, pitch: float, size: int,
-                 pattern=None) -> np.ndarray:
-    """[size, size, 3] uint8 front view of the avatar with these blendshapes and head rotation."""
-    config = face_view(RenderConfig(), size)
-    if pattern is None:
-        pattern = animated_pattern(avatar, config.sample_count(), config.seed)
+                 view: RenderConfig | None = None, shading: Shading = Shading()) -> np.ndarray:
+    """[size, size, 3] uint8 front view (triangle-rasterised) of the avatar with these blendshapes
+    and head rotation (view None: the driven video's face view)."""
     posed = avatar.head_turned(avatar.morphed(weights), rotation_from_yaw_pitch_roll(yaw, pitch))
-    return render_view(pattern.apply(posed, avatar.colors, eye_depth_bias(avatar.parts)), 0.0, config)
+    return render_mesh(posed, avatar.faces, avatar.colors, 0.0, view or face_view(RenderConfig(), size),
+                       eye_depth_bias(avatar.parts), shading, closed_faces(avatar.faces, avatar.parts))
 
 
 def round_trip(avatar: RiggedMesh, config: RoundTripConfig = RoundTripConfig()) -> RoundTripResult:
     """Render `config.samples` posed avatars, read each, return what was applied and read."""
     rng = np.random.default_rng(config.seed)
     names = most_visible(avatar, config.visible)
-    view = face_view(RenderConfig(), config.size)
-    pattern = animated_pattern(avatar, view.sample_count(), view.seed)
     truth = np.where(rng.random((config.samples, len(names))) < config.active_probability,
                      rng.uniform(0.2, 1.0, (config.samples, len(names))), 0.0)
     pose = np.stack([rng.uniform(-config.max_yaw, config.max_yaw, config.samples),
@@ -110,10 +107,11 @@ def round_trip(avatar: RiggedMesh, config: RoundTripConfig = RoundTripConfig()) 
     with FaceLandmarker(LandmarkerConfig(max_faces=1)) as landmarker:
         # Poses are read relative to the avatar's own rest pose as the landmarker sees it (Anny's
         # rest head reads a few degrees pitched down from this camera).
-        rest = landmarker.read(render_posed(avatar, {}, 0.0, 0.0, config.size, pattern))
+        rest = landmarker.read(render_posed(avatar, {}, 0.0, 0.0, config.size, config.view, config.shading))
         rest_rotation = np.eye(3) if rest is None else _rotation(rest.pose)
         for s in range(config.samples):
-            image = render_posed(avatar, dict(zip(names, truth[s])), pose[s, 0], pose[s, 1], config.size, pattern)
+            image = render_posed(avatar, dict(zip(names, truth[s])), pose[s, 0], pose[s, 1], config.size,
+                                 config.view, config.shading)
             reading = landmarker.read(image)
             if reading is None:
                 continue

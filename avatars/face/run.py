@@ -35,7 +35,7 @@ def photo_run(photo: Path, prepare: Callable, say: Callable[[str], None], write_
     say(f"fitted Anny head: median landmark error {100 * built.fit.median_error_iod():.1f}% of the inter-ocular "
         f"distance; {built.attributes.age.value} {built.attributes.presentation.value}, skin "
         f"{built.attributes.skin_tone.value}, hair {built.attributes.hair_style.value} {built.attributes.hair_colour.value}, "
-        f"eyes {built.attributes.eye_colour.value} in {timings['fit_and_build_s']:.1f}s")
+        f"eyes {built.attributes.eye_colour.value}, {'a beard' if built.beard.present else 'no beard'} in {timings['fit_and_build_s']:.1f}s")
     files, more, extra = write_anny(args, built.attributes, folder, say, built.avatar)
     timings |= more
     timings["total_s"] = time.perf_counter() - t_start
@@ -51,7 +51,8 @@ def photo_run(photo: Path, prepare: Callable, say: Callable[[str], None], write_
                  "blendshapes": {k: round(v, 3) for k, v in reading.blendshapes.items() if v >= 0.05},
                  "skin_srgb": rgb(built.colours.skin), "hair_srgb": rgb(built.colours.hair),
                  "iris_srgb": rgb(built.colours.iris), "clothing_srgb": rgb(built.colours.clothing),
-                 "bald": built.colours.bald},
+                 "bald": built.colours.bald, "beard": built.beard.present,
+                 "chin_vs_nose_delta_e": round(built.beard.delta_e, 1)},
         "fit": {"median_error_iod": round(built.fit.median_error_iod(), 4), "landmarks_used": int(built.fit.used.sum()),
                 "phenotypes": {k: round(v, 3) for k, v in built.fit.params.phenotypes.items()},
                 "local_changes": {k: round(v, 3) for k, v in built.fit.params.local_changes.items()}},

@@ -13,46 +13,86 @@ def rasterize_triangles(
     (row r, col c) is (c + 0.5, r + 0.5)). eps: barycentric tolerance (> 0 includes edges).
     Returns face [K] int64, row [K] int64, col [K] int64, bary [K, 3] float64.
     A pixel covered by several triangles appears once per triangle.
+    Candidates are each triangle's scanline spans widened by a margin (a cost in proportion to
+    the pixels covered, not to bounding boxes), then tested exactly; `max_candidates` bounds the
+    candidates held at once.
     """
     tri = np.asarray(tri, np.float64)
-    lo = np.ceil(tri.min(axis=1) - 0.5).astype(np.int64)  # [F, 2] first pixel index inside bbox
-    hi = np.floor(tri.max(axis=1) - 0.5).astype(np.int64)
-    lo = np.maximum(lo, 0)
-    hi = np.minimum(hi, np.array([width - 1, height - 1]))
-    size = np.maximum(hi - lo + 1, 0).max(axis=1)  # [F] bbox side in pixels
-    out: list[tuple[np.ndarray, ...]] = []
-    valid = np.nonzero(size > 0)[0]
+    empty = np.zeros(0, np.int64)
+    lo, hi = tri.min(axis=1), tri.max(axis=1)  # [F, 2]
+    box_lo = np.maximum(np.ceil(lo - 0.5).astype(np.int64), 0)  # [F, 2] pixels inside the bounding box
+    box_hi = np.minimum(np.floor(hi - 0.5).astype(np.int64), np.array([width - 1, height - 1]))
+    row_lo = box_lo[:, 1]
+    rows_n = np.maximum(box_hi[:, 1] - row_lo + 1, 0)
+    rows_n[box_hi[:, 0] < box_lo[:, 0]] = 0
+    valid = np.nonzero(rows_n)[0]
     if valid.size == 0:
-        empty = np.zeros(0, np.int64)
         return empty, empty, empty, np.zeros((0, 3))
-    # Bucket triangles by bbox size (powers of two) so each bucket is one dense numpy op.
-    bucket = np.ceil(np.log2(size[valid])).astype(np.int64)
-    for b in np.unique(bucket):
-        k = 1 << int(b)
-        faces_b = valid[bucket == b]
-        oy, ox = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
-        ox, oy = ox.reshape(-1), oy.reshape(-1)
-        per_chunk = max(1, max_candidates // (k * k))
-        for s in range(0, faces_b.size, per_chunk):
-            f = faces_b[s : s + per_chunk]
-            cols = lo[f, 0:1] + ox[None]  # [n, k*k]
-            rows = lo[f, 1:2] + oy[None]
-            inside_box = (cols <= hi[f, 0:1]) & (rows <= hi[f, 1:2])
-            a, b_, c = tri[f, 0], tri[f, 1], tri[f, 2]  # [n, 2]
-            v0, v1 = b_ - a, c - a
-            den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]  # [n] twice the signed area
-            ok_den = np.abs(den) > 1e-12
-            den = np.where(ok_den, den, 1.0)[:, None]
-            px = cols + 0.5 - a[:, 0:1]
-            py = rows + 0.5 - a[:, 1:2]
-            w1 = (px * v1[:, 1:2] - v1[:, 0:1] * py) / den
-            w2 = (v0[:, 0:1] * py - px * v0[:, 1:2]) / den
-            w0 = 1.0 - w1 - w2
-            hit = inside_box & ok_den[:, None] & (w0 >= -eps) & (w1 >= -eps) & (w2 >= -eps)
-            fi, ci = np.nonzero(hit)
-            out.append((f[fi], rows[fi, ci], cols[fi, ci], np.stack([w0[fi, ci], w1[fi, ci], w2[fi, ci]], -1)))
+    est = np.cumsum(rows_n[valid] * (hi[valid, 0] - lo[valid, 0] + 4))
+    out: list[tuple[np.ndarray, ...]] = []
+    start = 0
+    while start < valid.size:
+        done = est[start - 1] if start else 0.0
+        stop = min(max(start + 1, int(np.searchsorted(est, done + max_candidates, "right"))), valid.size)
+        part = _scanline_pairs(tri, valid[start:stop], row_lo, rows_n, box_lo[:, 0], box_hi[:, 0], eps)
+        if part is not None:
+            out.append(part)
+        start = stop
+    if not out:
+        return empty, empty, empty, np.zeros((0, 3))
     face, row, col, bary = (np.concatenate(x) for x in zip(*out))
-    return face.astype(np.int64), row.astype(np.int64), col.astype(np.int64), bary
+    return face, row, col, bary
+
+
+_SLACK = 1e-6
+"""Pixels by which a scanline span is widened: a centre this close to an edge is still tested."""
+
+
+def _scanline_pairs(tri, faces, row_lo, rows_n, col_lo, col_hi, eps):
+    """`rasterize_triangles` for the triangles `faces` [n]: (face, row, col, bary) or None.
+    Each row's span is taken on the triangle grown to barycentric tolerance eps (the triangle
+    scaled by 1 + 3 eps about its centroid), widened by `_SLACK` against rounding."""
+    f = np.repeat(faces, rows_n[faces])  # one entry per (triangle, row)
+    first = np.cumsum(rows_n[faces]) - rows_n[faces]
+    row = row_lo[f] + np.arange(f.size) - np.repeat(first, rows_n[faces])
+    t = tri[f]  # [P, 3, 2]
+    if eps:
+        centre = t.mean(1, keepdims=True)
+        t = centre + (1 + 3 * eps) * (t - centre)
+    ty, tx = t[:, :, 1], t[:, :, 0]
+    y = np.clip(row + 0.5, np.minimum(np.minimum(ty[:, 0], ty[:, 1]), ty[:, 2]),
+                np.maximum(np.maximum(ty[:, 0], ty[:, 1]), ty[:, 2]))  # a row past a vertex: that vertex
+    x_min = np.minimum(np.minimum(tx[:, 0], tx[:, 1]), tx[:, 2])  # degenerate (flat) triangles keep their box
+    x_max = np.maximum(np.maximum(tx[:, 0], tx[:, 1]), tx[:, 2])
+    span_lo, span_hi = np.full(f.size, np.inf), np.full(f.size, -np.inf)
+    for i, j in ((0, 1), (1, 2), (2, 0)):
+        ay, by, ax, bx = t[:, i, 1], t[:, j, 1], t[:, i, 0], t[:, j, 0]
+        dy = by - ay
+        crosses = (dy != 0) & (y >= np.minimum(ay, by)) & (y <= np.maximum(ay, by))
+        x = ax + np.clip((y - ay) / np.where(dy != 0, dy, 1.0), 0.0, 1.0) * (bx - ax)
+        span_lo = np.where(crosses, np.minimum(span_lo, x), span_lo)
+        span_hi = np.where(crosses, np.maximum(span_hi, x), span_hi)
+    none = ~np.isfinite(span_lo)
+    span_lo, span_hi = np.where(none, x_min, span_lo), np.where(none, x_max, span_hi)
+    c_lo = np.maximum(np.ceil(span_lo - 0.5 - _SLACK).astype(np.int64), col_lo[f])
+    c_hi = np.minimum(np.floor(span_hi - 0.5 + _SLACK).astype(np.int64), col_hi[f])
+    n = np.maximum(c_hi - c_lo + 1, 0)
+    if n.sum() == 0:
+        return None
+    k = np.repeat(np.arange(f.size), n)  # one entry per candidate pixel
+    col = c_lo[k] + np.arange(k.size) - np.repeat(np.cumsum(n) - n, n)
+    face, row = f[k], row[k]
+    a, b_, c = tri[face, 0], tri[face, 1], tri[face, 2]  # [K, 2]
+    v0, v1 = b_ - a, c - a
+    den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]  # [K] twice the signed area
+    ok_den = np.abs(den) > 1e-12
+    den = np.where(ok_den, den, 1.0)
+    px, py = col + 0.5 - a[:, 0], row + 0.5 - a[:, 1]
+    w1 = (px * v1[:, 1] - v1[:, 0] * py) / den
+    w2 = (v0[:, 0] * py - px * v0[:, 1]) / den
+    w0 = 1.0 - w1 - w2
+    hit = ok_den & (w0 >= -eps) & (w1 >= -eps) & (w2 >= -eps)
+    return face[hit], row[hit], col[hit], np.stack([w0[hit], w1[hit], w2[hit]], -1)
 
 
 def silhouette_masks(vertices: np.ndarray, faces: np.ndarray, resolution: int, bound: float) -> list[np.ndarray]:
@@ -84,3 +124,26 @@ def mask_iou(a: np.ndarray, b: np.ndarray, tolerance_px: int = 0) -> float:
         care = ~band
     union = (np.logical_or(a, b) & care).sum()
     return float((np.logical_and(a, b) & care).sum() / union) if union else 1.0
+
+
+def zbuffer(tri: np.ndarray, depth: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The nearest triangle at each pixel centre: a z-buffered rasterisation.
+
+    tri: [F, 3, 2] vertex positions in pixels (as `rasterize_triangles`); depth: [F, 3] camera depth
+    of each vertex (> 0; smaller is nearer). Depth and barycentrics are perspective-correct (1 / depth
+    is what is linear on screen). Returns face [H, W] int64 (-1: nothing) and bary [H, W, 3] float32.
+    """
+    face, row, col, bary = rasterize_triangles(tri, height, width, eps=1e-6)
+    face_map = np.full((height, width), -1, np.int64)
+    bary_map = np.zeros((height, width, 3), np.float32)
+    if face.size == 0:
+        return face_map, bary_map
+    persp = bary / depth[face]  # [K, 3] screen-space weights over depth
+    inv = persp[:, 0] + persp[:, 1] + persp[:, 2]  # [K] 1 / depth at the pixel
+    cell = row * width + col
+    nearest = np.zeros(height * width)
+    np.maximum.at(nearest, cell, inv)  # the largest 1 / depth: the nearest surface
+    win = np.flatnonzero(inv == nearest[cell])  # an exact tie keeps either
+    face_map.reshape(-1)[cell[win]] = face[win]
+    bary_map.reshape(-1, 3)[cell[win]] = persp[win] / inv[win, None]
+    return face_map, bary_map
