@@ -56,11 +56,14 @@ class ShadingConfig:
 
     albedo_warmup_fraction: float = 0.0
     """Share of the first steps rendered with plain albedo (colour first, then shape)."""
-    albedo_probability: float = 0.0
-    """After the warm-up, chance of an albedo render."""
+    albedo_probability: float = 0.3
+    """After the warm-up, chance of an albedo render. Lit renders alone leave the exported albedo
+    too bright: a trained field's rough normals shade it darker than the smooth objects the
+    prior learned from, and SDS brightens the albedo to compensate; unlit renders pull it back
+    (docs/decisions.md)."""
     textureless_probability: float = 0.0
     """After the warm-up, chance of a textureless (white, lambertian) render; the rest are
-    lambertian. The bundled prior was trained on lambertian renders only, hence 0 by default."""
+    lambertian."""
     light_jitter: float = 0.5
     """Point light = camera position + N(0, jitter * distance): the prior's training lights."""
 

@@ -352,3 +352,19 @@ def test_nerfacc_compositing_matches_torch():
     ref, ref_final = weights_from_density(density, t[:, 1:] - t[:, :-1])
     got, got_final = weights_from_density_nerfacc(density, t[:, :-1], t[:, 1:], valid)
     assert torch.allclose(ref, got, atol=1e-5) and torch.allclose(ref_final, got_final, atol=1e-5)
+
+
+def test_training_shading_mixes_unlit_renders_at_the_configured_rate():
+    from dream3d.config import ShadingConfig
+    from dream3d.renderer import ShadingMode
+    from dream3d.train import choose_shading
+
+    gen = torch.Generator().manual_seed(0)
+    config = ShadingConfig()
+    draws = [choose_shading(config, step=100, total_steps=500, generator=gen) for _ in range(2000)]
+    albedo_share = sum(d is ShadingMode.ALBEDO for d in draws) / len(draws)
+    assert abs(albedo_share - config.albedo_probability) < 0.04
+    assert all(d in (ShadingMode.ALBEDO, ShadingMode.LAMBERTIAN) for d in draws)  # textureless is off
+    warm = ShadingConfig(albedo_warmup_fraction=0.5, albedo_probability=0.0)
+    assert choose_shading(warm, step=10, total_steps=100, generator=gen) is ShadingMode.ALBEDO
+    assert {choose_shading(warm, step=90, total_steps=100, generator=gen) for _ in range(50)} == {ShadingMode.LAMBERTIAN}
