@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 
-def round_trip_figures(samples: int, size: int, natural_samples: int) -> None:
+def round_trip_figures(samples: int, size: int, natural_samples: int, seed: int = 0) -> None:
     from avatars.anny.avatar import build_avatar
     from avatars.engine.attributes import AvatarAttributes, Presentation
     from avatars.face.landmarks import FaceLandmarker, LandmarkerConfig
@@ -37,7 +37,7 @@ def round_trip_figures(samples: int, size: int, natural_samples: int) -> None:
 
     for who in (AvatarAttributes(), AvatarAttributes(presentation=Presentation.WOMAN)):
         avatar = build_avatar(who)
-        r = round_trip(avatar, RoundTripConfig(samples=samples, size=size))
+        r = round_trip(avatar, RoundTripConfig(samples=samples, size=size, seed=seed))
         corr = r.correlations()
         err = r.pose_errors()
         print(f"round trip ({who.presentation.value}, {samples} renders at {size} px, random combinations): "
@@ -45,7 +45,7 @@ def round_trip_figures(samples: int, size: int, natural_samples: int) -> None:
               f"{np.nanmean(corr):.2f} ({', '.join(f'{n} {c:.2f}' for n, c in zip(r.names, corr))}); "
               f"yaw error median {np.median(err[:, 0]):.1f} deg (max {err[:, 0].max():.1f}), pitch error median "
               f"{np.median(err[:, 1]):.1f} deg (max {err[:, 1].max():.1f})")
-        r = round_trip(avatar, RoundTripConfig(samples=natural_samples, size=size, natural=True))
+        r = round_trip(avatar, RoundTripConfig(samples=natural_samples, size=size, natural=True, seed=seed))
         corr = r.correlations()
         active = (r.truth[r.found] > 0).sum(0)
         print(f"round trip ({who.presentation.value}, {natural_samples} renders at {size} px, natural expressions: presets at "
@@ -66,8 +66,13 @@ def round_trip_figures(samples: int, size: int, natural_samples: int) -> None:
                     reading = landmarker.read(render_posed(avatar, {name: w}, 0.0, 0.0, size))
                     read.append(np.nan if reading is None else reading.blendshapes[name])
                 alone.append(np.corrcoef(levels, read)[0, 1] if np.std(read) > 0 else np.nan)
+            # ARKit's mouthClose is the lips closing while the jaw is open: read it over jawOpen 1.
+            close = [landmarker.read(render_posed(avatar, {"jawOpen": 1.0, "mouthClose": w}, 0.0, 0.0, size))
+                     for w in levels]
+            close = [np.nan if c is None else c.blendshapes["mouthClose"] for c in close]
         print(f"round trip ({who.presentation.value}, each blendshape alone at 0..1, frontal): mean correlation "
-              f"{np.nanmean(alone):.2f} ({', '.join(f'{n} {c:.2f}' for n, c in zip(names, alone))})")
+              f"{np.nanmean(alone):.2f} ({', '.join(f'{n} {c:.2f}' for n, c in zip(names, alone))}); mouthClose 0..1 over "
+              f"jawOpen 1: correlation {np.corrcoef(levels, close)[0, 1]:.2f} (read {', '.join(f'{c:.2f}' for c in close)})")
 
 
 def round_trip_variants(samples: int, size: int) -> None:
@@ -336,6 +341,7 @@ def speed_figures(runs: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0, help="the round trips' draws (weights and head poses)")
     parser.add_argument("--natural-samples", type=int, default=120, help="renders of the natural-expression round trip")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--picture", type=Path, default=None)
@@ -344,7 +350,7 @@ def main() -> None:
                         help="variants: the round trip under other render settings (not part of the default run)")
     args = parser.parse_args()
     if args.only in (None, "roundtrip"):
-        round_trip_figures(args.samples, args.size, args.natural_samples)
+        round_trip_figures(args.samples, args.size, args.natural_samples, args.seed)
     if args.only == "variants":
         round_trip_variants(args.samples, args.size)
     if args.only == "calibration":
