@@ -342,7 +342,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0, help="the round trips' draws (weights and head poses)")
-    parser.add_argument("--natural-samples", type=int, default=120, help="renders of the natural-expression round trip")
+    parser.add_argument("--natural-samples", type=int, default=240, help="renders of the natural-expression round trip")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--picture", type=Path, default=None)
     parser.add_argument("--runs", type=int, default=2)

@@ -104,15 +104,19 @@ lips closing while the jaw is open, so alone (jaw shut) it is no visible motion.
 
 def natural_weights(rng: np.random.Generator, samples: int, preset_probability: float) -> list[dict[str, float]]:
     """`samples` sparse, natural expressions: a preset (`Expression`, not neutral) at intensity uniform
-    in 0.3..1, or 1-3 blendshapes of one `NATURAL_GROUPS` group at weights uniform in 0.2..1."""
+    in 0.3..1, or 1-3 blendshapes of one `NATURAL_GROUPS` group (the groups in turn) at weights
+    uniform in 0.2..1."""
     presets = [e for e in Expression if e is not Expression.NEUTRAL]
+    # Groups in turn (shuffled), not independently drawn: every group, so every compared
+    # blendshape, is on in about as many renders, which keeps each correlation's noise alike.
+    turns = rng.permutation(np.resize(np.arange(len(NATURAL_GROUPS)), samples))
     out = []
-    for _ in range(samples):
+    for k in range(samples):
         if rng.random() < preset_probability:
             scale = rng.uniform(0.3, 1.0)
             out.append({n: scale * w for n, w in presets[rng.integers(len(presets))].weights.items()})
             continue
-        group = NATURAL_GROUPS[rng.integers(len(NATURAL_GROUPS))]
+        group = NATURAL_GROUPS[turns[k]]
         chosen = rng.choice(len(group), size=rng.integers(1, min(3, len(group)) + 1), replace=False)
         weights = {group[k]: float(rng.uniform(0.2, 1.0)) for k in chosen}
         if "mouthClose" in weights:
