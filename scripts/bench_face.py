@@ -108,13 +108,17 @@ def round_trip_variants(samples: int, size: int) -> None:
 def calibration_experiment(samples: int, size: int, train: int, ridge: float = 0.1) -> None:
     """NOT SHIPPED: a linear map from MediaPipe's 52 scores to Anny's weights (ridge, with offset),
     fitted on natural-expression and random-combination renders of `train` random engine avatars,
-    evaluated on the default man and woman (held out), and on the astronaut's neutral photo (does it
-    still read near-neutral?)."""
+    evaluated on the default man and woman (held out), and on the astronaut photo (does it invent
+    motion that is not there?)."""
     from skimage import data
 
     from avatars.anny.avatar import build_avatar
     from avatars.anny.expressions import ARKIT_NAMES
-    from avatars.engine.attributes import AvatarAttributes, Presentation, sample_attributes
+    from avatars.engine.attributes import (
+        AvatarAttributes,
+        Presentation,
+        sample_attributes,
+    )
     from avatars.face.landmarks import read_face
     from avatars.face.roundtrip import RoundTripConfig, most_visible, round_trip
 
@@ -146,16 +150,16 @@ def calibration_experiment(samples: int, size: int, train: int, ridge: float = 0
             t, raw = r.truth[r.found], r.read[r.found]
             cal = calibrated(r.scores[r.found])
 
-            def corr(p):
+            def corr(t, p):
                 return np.array([np.corrcoef(t[:, b], p[:, b])[0, 1] if np.std(p[:, b]) > 0 else np.nan
                                  for b in range(len(names))])
 
-            c_raw, c_cal = corr(raw), corr(cal)
+            c_raw, c_cal = corr(t, raw), corr(t, cal)
             print(f"  held-out {who}, {label} ({samples} renders): mean correlation raw {np.nanmean(c_raw):.2f} -> "
                   f"calibrated {np.nanmean(c_cal):.2f} ({', '.join(f'{n} {a:.2f}->{b:.2f}' for n, a, b in zip(names, c_raw, c_cal))})")
     astronaut = read_face(data.astronaut()).blendshape_vector()[None].astype(np.float64)
     cal = calibrated(astronaut)[0]
-    print(f"  astronaut (neutral photo): raw scores {', '.join(f'{n} {astronaut[0, c]:.2f}' for n, c in zip(names, cols))}; "
+    print(f"  astronaut (mouth closed, smiling): raw scores {', '.join(f'{n} {astronaut[0, c]:.2f}' for n, c in zip(names, cols))}; "
           f"calibrated {', '.join(f'{n} {v:.2f}' for n, v in zip(names, cal))} (largest {cal.max():.2f})")
 
 
