@@ -1,5 +1,6 @@
 """The round trip that checks face reading against known truth: render an Anny avatar with known
-blendshape weights and head rotation, read the render with the landmarker, compare.
+blendshape weights (random combinations, or natural expressions) and head rotation, read the render
+with the landmarker, compare.
 
 Used by tests/test_face_avatar.py (small) and scripts/bench_face.py (the reported figures).
 """
