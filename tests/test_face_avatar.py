@@ -319,3 +319,37 @@ def test_closed_eyelids_cover_the_eyes_in_renders():
             not_skin = (delta_e(np.broadcast_to(skin, patch.shape), patch) > 25).mean()
             # Open: iris, pupil and white show; closed: all lid (the rest-area pattern left 30-40 % showing).
             assert (not_skin < 0.05) == closed, (weights, not_skin)
+
+
+def test_natural_expressions_are_sparse_grouped_and_keep_mouth_close_under_jaw_open():
+    from avatars.anny.expressions import ARKIT_NAMES, Expression
+    from avatars.face.roundtrip import NATURAL_GROUPS, natural_weights
+
+    draws = natural_weights(np.random.default_rng(3), 300, preset_probability=0.3)
+    presets = [e.weights for e in Expression if e is not Expression.NEUTRAL]
+    kinds = {"preset": 0, "group": 0}
+    for w in draws:
+        assert set(w) <= set(ARKIT_NAMES) and all(0.0 <= v <= 1.0 for v in w.values())
+        if "mouthClose" in w:
+            assert w["jawOpen"] >= w["mouthClose"]  # ARKit: lips closing while the jaw is open
+        scaled = [p for p in presets if set(p) == set(w) and np.allclose([w[n] / p[n] for n in p], w[next(iter(p))] / p[next(iter(p))])]
+        if scaled:
+            kinds["preset"] += 1
+        else:
+            kinds["group"] += 1
+            assert 1 <= len(w) <= 3 and any(set(w) - {"jawOpen"} <= set(g) for g in NATURAL_GROUPS), w
+    assert 60 <= kinds["preset"] <= 120 and kinds["group"] >= 180  # about 30 % presets
+
+
+def test_natural_round_trip_reads_jaw_and_smiles():
+    """Small version of scripts/bench_face.py's natural-expression round trip."""
+    from avatars.anny.avatar import build_avatar
+    from avatars.engine.attributes import AvatarAttributes
+    from avatars.face.roundtrip import RoundTripConfig, round_trip
+
+    result = round_trip(build_avatar(AvatarAttributes()), RoundTripConfig(samples=24, size=256, natural=True))
+    assert result.found.sum() >= 23
+    assert (result.truth > 0).sum(1).max() <= 7  # sparse: presets have at most 7 of the compared 10
+    corr = dict(zip(result.names, result.correlations()))
+    assert corr["jawOpen"] > 0.7  # measured 0.82 (24 renders)
+    assert (corr["mouthSmileLeft"] + corr["mouthSmileRight"]) / 2 > 0.75  # measured 0.90
