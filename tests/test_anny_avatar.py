@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -187,19 +186,12 @@ def test_rigged_glb_passes_the_khronos_validator(base, tmp_path):
 
 @pytest.mark.blender
 def test_blender_imports_armature_arkit_shape_keys_and_jaw_open_moves_the_jaw(base, tmp_path):
-    from tests.test_blender import blender_env
+    from tests.test_blender import run_blender_check
 
     if shutil.which("blender") is None:
         pytest.skip("blender is not installed (apt-get install -y blender python3-numpy)")
     glb, report = write_rigged_glb(base, tmp_path / "avatar.glb"), tmp_path / "report.json"
-    script = Path(__file__).parent / "blender_rig_check.py"
-    run = subprocess.run(["blender", "-b", "--factory-startup", "--python", str(script), "--", str(glb), str(report)],
-                         capture_output=True, text=True, timeout=300, env=blender_env(), check=False)
-    if not report.exists():
-        if "No module named 'numpy'" in run.stdout + run.stderr:
-            pytest.skip("Blender's Python has no numpy, which its glTF importer needs")
-        pytest.fail(f"Blender wrote no report (exit {run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
-    r = json.loads(report.read_text())
+    r = run_blender_check(Path(__file__).parent / "blender_rig_check.py", [glb], report, timeout=300)
     assert r["ok"], r.get("error")
     assert r["armatures"] == 1 and r["skinned"]
     assert {"neck01", "head", "jaw", "eye.L", "eye.R"} <= set(r["bones"])

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -104,20 +103,14 @@ def test_unwritable_out_is_one_line(tmp_path, capsys):
 def test_avatar_glb_imports_upright_in_blender(tmp_path, capsys):
     """Blender's default glTF importer stands the bust up (world +Y -> Blender +Z) with its face
     (world +Z) toward Blender's -Y: the imported bounding box is the engine's, in Blender's frame."""
-    from tests.test_blender import CHECK_SCRIPT, blender_env
+    from tests.test_blender import CHECK_SCRIPT, run_blender_check
 
     if shutil.which("blender") is None:
         pytest.skip("blender is not installed")
     code, _, err = run(["--random", "--seed", "3", "--engine", "sdf", "--out", str(tmp_path / "b"), *TINY], capsys)
     assert code == 0, err
     glb, report = tmp_path / "b" / "model.glb", tmp_path / "report.json"
-    cmd = ["blender", "-b", "--factory-startup", "--python", str(CHECK_SCRIPT), "--", str(glb), str(report)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=blender_env())
-    if not report.exists():
-        if "No module named 'numpy'" in done.stdout + done.stderr:
-            pytest.skip("Blender's Python has no numpy, which its glTF importer needs (apt-get install -y python3-numpy)")
-        pytest.fail(f"Blender wrote no report (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    r = json.loads(report.read_text())[str(glb)]
+    r = run_blender_check(CHECK_SCRIPT, [glb], report, timeout=180)[str(glb)]
     assert r["ok"], r.get("error")
     lo, hi = np.array(r["bbox_min"]), np.array(r["bbox_max"])
     # The engine's solid in the world frame (+Y up, +Z front) on a grid; Blender's is (x, -z, y).

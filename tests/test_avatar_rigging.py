@@ -4,9 +4,7 @@ generated-style bust (the SDF engine's, which the diffusion model learned) comes
 Anny avatar that Blender imports with its armature and 52 shape keys."""
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -145,21 +143,14 @@ def test_the_template_sits_on_the_generated_face_with_its_rig_and_colours(rigged
 def test_blender_imports_the_rigged_generated_avatar_with_armature_and_52_shape_keys(rigged, tmp_path):
     from avatars.anny.gltf import write_rigged_glb
     from avatars.anny.texture import TextureConfig
-    from tests.test_blender import blender_env
+    from tests.test_blender import run_blender_check
 
     if shutil.which("blender") is None:
         pytest.skip("blender is not installed (apt-get install -y blender python3-numpy)")
     _, r = rigged
     glb, report = tmp_path / "model.glb", tmp_path / "report.json"
     write_rigged_glb(r.avatar, glb, texture=TextureConfig(size=128))
-    script = Path(__file__).parent / "blender_rig_check.py"
-    run = subprocess.run(["blender", "-b", "--factory-startup", "--python", str(script), "--", str(glb), str(report)],
-                         capture_output=True, text=True, timeout=300, env=blender_env(), check=False)
-    if not report.exists():
-        if "No module named 'numpy'" in run.stdout + run.stderr:
-            pytest.skip("Blender's Python has no numpy, which its glTF importer needs")
-        pytest.fail(f"Blender wrote no report (exit {run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
-    got = json.loads(report.read_text())
+    got = run_blender_check(Path(__file__).parent / "blender_rig_check.py", [glb], report, timeout=300)
     assert got["ok"], got.get("error")
     assert got["armatures"] == 1 and len(got["bones"]) == len(r.avatar.skeleton.names) and got["skinned"]
     assert got["shape_keys"] == ["Basis", *r.avatar.morph_names] and len(r.avatar.morph_names) == 52

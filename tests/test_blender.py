@@ -63,6 +63,19 @@ def blender_env() -> dict[str, str]:
     return env
 
 
+def run_blender_check(script: Path, args: list[Path], report: Path, timeout: int) -> dict:
+    """Run a check script inside headless Blender (`-- *args report`) and return the JSON report it
+    wrote. Skips when Blender's Python lacks numpy (its glTF importer needs it); fails with
+    Blender's output when no report was written."""
+    cmd = ["blender", "-b", "--factory-startup", "--python", str(script), "--", *map(str, args), str(report)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=blender_env(), check=False)
+    if not report.exists():
+        if "No module named 'numpy'" in run.stdout + run.stderr:
+            pytest.skip("Blender's Python has no numpy, which its glTF importer needs (apt-get install -y python3-numpy)")
+        pytest.fail(f"Blender wrote no report (exit {run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
+    return json.loads(report.read_text())
+
+
 @pytest.fixture(scope="module")
 def blender_report(tmp_path_factory):
     if shutil.which("blender") is None:
@@ -76,14 +89,7 @@ def blender_report(tmp_path_factory):
         "ply": export_ply(mesh, out / "totem.ply"),
         "glb_vertex_colours": export_glb(mesh, out / "totem_vc.glb"),
     }
-    report = out / "report.json"
-    cmd = ["blender", "-b", "--factory-startup", "--python", str(CHECK_SCRIPT), "--", *map(str, files.values()), str(report)]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=blender_env())
-    if not report.exists():
-        if "No module named 'numpy'" in run.stdout + run.stderr:
-            pytest.skip("Blender's Python has no numpy, which its glTF importer needs (apt-get install -y python3-numpy)")
-        pytest.fail(f"Blender wrote no report (exit {run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
-    data = json.loads(report.read_text())
+    data = run_blender_check(CHECK_SCRIPT, list(files.values()), out / "report.json", timeout=180)
     lo, hi = world_to_blender(mesh.vertices).min(0), world_to_blender(mesh.vertices).max(0)
     return {name: data[str(path)] for name, path in files.items()}, (lo, hi)
 
