@@ -47,12 +47,11 @@ class HeadFrame:
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """[V, 3] unit area-weighted vertex normals."""
-    tri = vertices[faces]
-    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    out = np.zeros_like(vertices, dtype=np.float64)
-    for k in range(3):
-        np.add.at(out, faces[:, k], n)
+    """[V, 3] float64 unit area-weighted vertex normals (the mean of the adjacent faces' normals)."""
+    v = np.asarray(vertices, np.float64)
+    cross = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])  # [F, 3], |.| = 2 area
+    idx = np.asarray(faces).reshape(-1)
+    out = np.stack([np.bincount(idx, np.repeat(cross[:, c], 3), minlength=len(v)) for c in range(3)], 1)
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from avatars.anny.accessories import vertex_normals
 from avatars.anny.render import RenderConfig, _camera
 from dream3d.mesh.raster import zbuffer
 
@@ -27,15 +28,6 @@ class Shading:
     """Lambert term's weight (a surface facing the light: ambient + diffuse)."""
     light: tuple[float, float, float] = (-0.3, 0.4, 1.0)
     """Direction toward the light in camera axes (right, up, toward the camera)."""
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """[V, 3] unit normals: the area-weighted mean of the adjacent faces' normals."""
-    v = np.asarray(vertices, np.float64)
-    cross = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])  # [F, 3], |.| = 2 area
-    idx = faces.reshape(-1)
-    normals = np.stack([np.bincount(idx, np.repeat(cross[:, c], 3), minlength=len(v)) for c in range(3)], 1)
-    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
 
 
 def closed_faces(faces: np.ndarray, parts: np.ndarray) -> np.ndarray:
