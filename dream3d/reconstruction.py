@@ -31,6 +31,7 @@ from dream3d.fields import (
     TriplaneFieldConfig,
 )
 from dream3d.losses import distortion_loss, triplane_tv_loss
+from dream3d.priors.multiview import sample_multiview_cameras
 from dream3d.priors.world import GroundTruthField
 from dream3d.renderer import (
     OccupancyGrid,
@@ -56,6 +57,10 @@ class FitConfig:
     """Which field is fitted."""
     train_views: int = 32
     """Ground-truth views to fit."""
+    multiview_sets: bool = False
+    """Draw the train views as sets of 4 at 90 degree azimuth steps with a shared elevation, the
+    layout the multi-view prior samples (train_views must then be a multiple of 4): how well a
+    few such views pin an object down bounds a sample-then-reconstruct mode."""
     test_views: int = 8
     """Held-out views (other random cameras of the same distribution) for PSNR."""
     elevation_range_deg: tuple[float, float] = CameraSamplingConfig.elevation_range_deg
@@ -144,7 +149,13 @@ def fit(config: FitConfig, verbose: bool = True) -> tuple[dict[str, object], Fie
     cams_cfg = CameraSamplingConfig(image_size=config.image_size, elevation_range_deg=config.elevation_range_deg)
     gt = GroundTruthField(config.object_id)
     t0 = time.perf_counter()
-    train = render_ground_truth(gt, sample_cameras(cams_cfg, config.train_views, gen), config.gt_samples)
+    if config.multiview_sets:
+        if config.train_views % 4:
+            raise ValueError(f"multiview_sets needs train_views in multiples of 4, got {config.train_views}")
+        train_cameras = sample_multiview_cameras(cams_cfg, config.train_views // 4, 4, gen)
+    else:
+        train_cameras = sample_cameras(cams_cfg, config.train_views, gen)
+    train = render_ground_truth(gt, train_cameras, config.gt_samples)
     test = render_ground_truth(gt, sample_cameras(cams_cfg, config.test_views, gen), config.gt_samples)
     gt_seconds = time.perf_counter() - t0
 

@@ -3,6 +3,7 @@
 
     python scripts/fit_reconstruction.py --mesh-iou            # tri-plane, mushroom
     python scripts/fit_reconstruction.py --field hashgrid --steps 300 --mesh-iou
+    python scripts/fit_reconstruction.py --object table --views 4 --multiview-sets --mesh-iou
 """
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--field", choices=sorted(FIELDS), default="triplane")
     parser.add_argument("--object", default="mushroom")
+    parser.add_argument("--views", type=int, default=FitConfig.train_views, help="ground-truth train views")
+    parser.add_argument("--multiview-sets", action="store_true",
+                        help="train views in sets of 4 at 90 degree azimuth steps (the multi-view prior's layout)")
     parser.add_argument("--steps", type=int, default=FitConfig.steps)
     parser.add_argument("--rays", type=int, default=FitConfig.rays_per_step)
     parser.add_argument("--samples", type=int, default=FitConfig.num_samples)
@@ -37,7 +41,7 @@ def main() -> None:
     decoder = replace(base.triplane.decoder, density_activation=DensityActivation(args.activation))
     config = FitConfig(
         triplane=replace(base.triplane, decoder=decoder),
-        object_id=args.object, field=FIELDS[args.field], steps=args.steps, rays_per_step=args.rays,
+        object_id=args.object, train_views=args.views, multiview_sets=args.multiview_sets, field=FIELDS[args.field], steps=args.steps, rays_per_step=args.rays,
         num_samples=args.samples, seed=args.seed, distortion=args.distortion,
     )
     result, model = fit(config)

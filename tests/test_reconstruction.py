@@ -6,6 +6,8 @@ an untrained or broken renderer/field cannot reach (the untrained field scores 9
 """
 from __future__ import annotations
 
+import pytest
+
 from dream3d.fields import TriplaneDecoderConfig, TriplaneFieldConfig
 from dream3d.fields.mlp import DensityActivation
 from dream3d.reconstruction import FitConfig, fit
@@ -30,3 +32,8 @@ def test_triplane_fits_the_mushroom_from_exact_views():
     assert result["test_psnr_db"] >= 27.0, result  # measured 30.9 dB; the untrained field: 9.3 dB
     assert result["voxel_iou"]["density>5"] >= 0.65, result  # measured 0.71; untrained: 0.38
     assert result["occupied_fraction"] < 0.5, result  # empty space was found and skipped
+
+
+def test_multiview_layout_needs_whole_sets_of_four_views():
+    with pytest.raises(ValueError, match="multiples of 4"):
+        fit(FitConfig(train_views=6, multiview_sets=True, steps=1), verbose=False)
