@@ -41,8 +41,8 @@ def main() -> None:
     decoder = replace(base.triplane.decoder, density_activation=DensityActivation(args.activation))
     config = FitConfig(
         triplane=replace(base.triplane, decoder=decoder),
-        object_id=args.object, train_views=args.views, multiview_sets=args.multiview_sets, field=FIELDS[args.field], steps=args.steps, rays_per_step=args.rays,
-        num_samples=args.samples, seed=args.seed, distortion=args.distortion,
+        object_id=args.object, train_views=args.views, multiview_sets=args.multiview_sets, field=FIELDS[args.field],
+        steps=args.steps, rays_per_step=args.rays, num_samples=args.samples, seed=args.seed, distortion=args.distortion,
     )
     result, model = fit(config)
     if args.mesh_iou:

@@ -22,13 +22,12 @@ the end, so the run can be stopped at any time.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import random
 import sys
 import time
 from pathlib import Path
-
-import copy
 
 import torch
 import torch.nn.functional as F

@@ -4,7 +4,6 @@ on a GPU."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
