@@ -199,7 +199,9 @@ def test_a_failing_prompt_is_recorded_the_batch_goes_on_and_a_rerun_retries_it(r
 def test_ctrl_c_cancels_running_jobs_keeps_checkpoints_and_says_how_to_resume(ray_cluster, tmp_path):
     prompts = _write(tmp_path / "prompts.txt", "a red ball\n")
     out = tmp_path / "batch"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # PYTHONFAULTHANDLER: if the batch hangs after Ctrl-C, SIGABRT makes it print every thread's
+    # stack, so a failure says where it stuck.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "dream3d.cli", "batch", str(prompts), "--out", str(out),
                              "--address", ray_cluster, "--steps", "10000", "--quiet", *SET_FLAGS],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -207,7 +209,12 @@ def test_ctrl_c_cancels_running_jobs_keeps_checkpoints_and_says_how_to_resume(ra
     while not list(out.glob("*/checkpoint.pt")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
+    try:
+        _, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        _, stderr = proc.communicate(timeout=30)
+        pytest.fail(f"the batch did not exit within 60 s of Ctrl-C; its stacks:\n{stderr[-6000:]}")
     assert proc.returncode == 130, stderr
     assert "run the same command again" in stderr and "Traceback" not in stderr
     record = next(iter(read_manifest(out / "batch.jsonl").values()))

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from dream3d.diffusion_math import add_noise, classifier_shift
+from dream3d.guidance.inversion import InversionConfig, inverted_noise
 from dream3d.guidance.loading import PriorKind
 from dream3d.guidance.priors import DiffusionPrior
 from dream3d.guidance.schedules import (
@@ -63,6 +64,9 @@ class SDSConfig:
     """Perp-Neg negative-view guidance against the Janus problem; None: off. The condition
     passed to `score_distillation` must then come from
     `PromptEmbeddings.for_cameras(cameras, perp_neg=config.perp_neg)`."""
+    inversion: InversionConfig | None = None
+    """Take each step's noise from DDIM inversion of the render (SDI, `inversion.py`) instead of
+    a fresh Gaussian draw; None: plain SDS noise."""
 
 
 def default_sds_config(kind: PriorKind) -> SDSConfig:
@@ -233,7 +237,11 @@ def score_distillation(
     noise = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(x0.device)
     t = t.to(x0.device)
     with torch.no_grad():
-        x_t = add_noise(x0.detach(), noise, prior.alphas_cumprod, t)
+        if config.inversion is not None:
+            x_t, noise = inverted_noise(prior, x0.detach(), t, condition.conditional, condition.unconditional,
+                                        config.inversion, generator)
+        else:
+            x_t = add_noise(x0.detach(), noise, prior.alphas_cumprod, t)
         eps_pred = guided_noise(prior, x_t, t, condition, config)
         grad = sds_gradient(eps_pred, noise, prior.alphas_cumprod, t, config)
     return GuidanceOutput(
