@@ -167,7 +167,7 @@ def _glasses_ring_score(image: np.ndarray, reading) -> float:
     """Fraction of pixels in rings about the eyes (1.15-1.6 eye half-widths, lower half and sides)
     at least 15 CIEDE2000 from the nose's skin: the glasses reader that was tried and not shipped."""
     from avatars.face.beard import NOSE_DORSUM
-    from avatars.face.colours import _disc
+    from avatars.face.colours import disc_mask
     from dream3d.evaluation import delta_e
 
     pts, shape = reading.landmarks[:, :2], image.shape[:2]
@@ -180,7 +180,7 @@ def _glasses_ring_score(image: np.ndarray, reading) -> float:
         r = np.linalg.norm(d, axis=-1)
         ring |= (r >= 1.15 * half) & (r <= 1.6 * half) & (d @ up <= 0.2 * half)
     img = image.astype(np.float64) / 255
-    skin = np.median(img[_disc(shape, pts[list(NOSE_DORSUM)].mean(0), 0.07 * reading.inter_ocular())], 0)
+    skin = np.median(img[disc_mask(shape, pts[list(NOSE_DORSUM)].mean(0), 0.07 * reading.inter_ocular())], 0)
     return float((delta_e(np.broadcast_to(skin, img[ring].shape), img[ring]) > 15).mean())
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from avatars.anny.accessories import vertex_normals
-from avatars.anny.render import RenderConfig, _camera
+from avatars.anny.render import RenderConfig, orbit_camera
 from dream3d.mesh.raster import zbuffer
 
 
@@ -47,7 +47,7 @@ def render_mesh(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, azi
     orbiting camera of `config` (azimuth 0: the front). bias: [V] metres added to each vertex's depth
     in the z-test (None: 0). Two-sided: a face seen from behind is lit as if it faced the camera,
     unless `cullable` [F] bool marks it (`closed_faces`): then it is skipped (a speed-up only)."""
-    eye, right, up, forward = _camera(azimuth_degrees, config)
+    eye, right, up, forward = orbit_camera(azimuth_degrees, config)
     s = config.size * shading.supersample
     rel = np.asarray(vertices, np.float64) - eye
     depth = rel @ forward

@@ -106,7 +106,7 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, 
     return sample_pattern(vertices, faces, count, seed).apply(vertices, colors)
 
 
-def _camera(azimuth_degrees: float, config: RenderConfig):
+def orbit_camera(azimuth_degrees: float, config: RenderConfig):
     """(eye, right, up, forward) of the orbiting camera."""
     az, el = np.radians(azimuth_degrees), np.radians(config.elevation_degrees)
     target = np.array([0.0, config.target_height, 0.0])
@@ -117,9 +117,16 @@ def _camera(azimuth_degrees: float, config: RenderConfig):
     return eye, right, np.cross(right, forward), forward
 
 
+def lambert_shade(normals: np.ndarray, right: np.ndarray, up: np.ndarray, forward: np.ndarray) -> np.ndarray:
+    """Brightness factor [N] of unit normals [N, 3] (or one [3]) under the renders' fixed light: from
+    the camera, a little above and to the left, plus ambient."""
+    light = np.clip(normals @ (-forward + 0.4 * up - 0.3 * right) / 1.17, 0.0, 1.0)
+    return 0.45 + 0.6 * light
+
+
 def project(points: np.ndarray, azimuth_degrees: float, config: RenderConfig) -> np.ndarray:
     """[N, 3] world points -> [N, 2] pixel (column, row) in `render_view`'s image."""
-    eye, right, up, forward = _camera(azimuth_degrees, config)
+    eye, right, up, forward = orbit_camera(azimuth_degrees, config)
     rel = np.asarray(points, np.float64) - eye
     focal = 0.5 * config.size / np.tan(np.radians(config.fov_degrees) / 2)
     z = rel @ forward
@@ -128,7 +135,7 @@ def project(points: np.ndarray, azimuth_degrees: float, config: RenderConfig) ->
 
 def render_view(samples: SurfaceSamples, azimuth_degrees: float, config: RenderConfig) -> np.ndarray:
     """[H, W, 3] uint8 image from a camera orbiting the +Y axis (azimuth 0: looking at the front)."""
-    eye, right, up, forward = _camera(azimuth_degrees, config)
+    eye, right, up, forward = orbit_camera(azimuth_degrees, config)
     rel = samples.points - eye.astype(np.float32)
     x, y, z = (rel @ axis.astype(np.float32) for axis in (right, up, forward))
     focal = 0.5 * config.size / np.tan(np.radians(config.fov_degrees) / 2)
@@ -161,8 +168,7 @@ def render_view(samples: SurfaceSamples, azimuth_degrees: float, config: RenderC
     idx = np.take_along_axis(stack_i, best, 0)[0].reshape(-1)[hit]
     first = (hit,)
     normals = samples.normals[idx] * np.where(samples.normals[idx] @ forward > 0, -1.0, 1.0)[:, None]
-    light = np.clip(normals @ (-forward + 0.4 * up - 0.3 * right) / 1.17, 0.0, 1.0)
-    shade = 0.45 + 0.6 * light
+    shade = lambert_shade(normals, right, up, forward)
     image = np.tile(np.asarray(config.background, np.float32), (config.size * config.size, 1))
     image[first[0]] = np.clip(samples.colors[idx] * shade[:, None], 0.0, 1.0)
     image = image.reshape(config.size, config.size, 3)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avatars.face.colours import _disc, _pixels
+from avatars.face.colours import disc_mask, masked_pixels
 from avatars.face.landmarks import FaceReading
 
 JAW_LINE = (172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397)
@@ -57,9 +57,9 @@ def read_beard(image: np.ndarray, reading: FaceReading, config: BeardConfig = Be
     mouth = pts[list(MOUTH_CENTRE)].mean(0)
     band = np.zeros(shape, bool)
     for i in JAW_LINE:
-        band |= _disc(shape, pts[i] + config.inward * (mouth - pts[i]), config.disc_radius_iod * iod)
-    jaw = _pixels(image, band)
-    nose = _pixels(image, _disc(shape, pts[list(NOSE_DORSUM)].mean(0), config.nose_radius_iod * iod))
+        band |= disc_mask(shape, pts[i] + config.inward * (mouth - pts[i]), config.disc_radius_iod * iod)
+    jaw = masked_pixels(image, band)
+    nose = masked_pixels(image, disc_mask(shape, pts[list(NOSE_DORSUM)].mean(0), config.nose_radius_iod * iod))
     if len(jaw) == 0 or len(nose) == 0:  # the face runs off the image: say nothing
         return BeardReading(0.0, np.zeros(3), False)
     de = delta_e(np.broadcast_to(np.median(nose, axis=0), jaw.shape), jaw)

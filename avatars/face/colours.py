@@ -56,11 +56,13 @@ class PhotoColours:
     """The hair region reads as skin."""
 
 
-def _pixels(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def masked_pixels(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """[N, 3] float colours in [0, 1] of the uint8 image [H, W, 3] where mask [H, W] is set."""
     return image[mask].astype(np.float64) / 255.0
 
 
-def _disc(shape, centre, radius) -> np.ndarray:
+def disc_mask(shape, centre, radius) -> np.ndarray:
+    """[H, W] bool: pixels within `radius` of `centre` (column, row) in an image of `shape`."""
     yy, xx = np.mgrid[: shape[0], : shape[1]]
     return (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= radius**2
 
@@ -83,11 +85,11 @@ def region_masks(reading: FaceReading, shape: tuple[int, int], config: ColourCon
     right = np.array([-up[1], up[0]])
     cheeks = np.zeros(shape, bool)
     for ring in (LEFT_CHEEK, RIGHT_CHEEK):
-        cheeks |= _disc(shape, pts[list(ring)].mean(0), config.cheek_radius_iod * iod)
+        cheeks |= disc_mask(shape, pts[list(ring)].mean(0), config.cheek_radius_iod * iod)
     iris = np.zeros(shape, bool)
     for centre, rim in IRISES:
         radius = float(np.linalg.norm(pts[list(rim)] - pts[centre], axis=1).mean())
-        iris |= _disc(shape, pts[centre], config.iris_annulus[1] * radius) & ~_disc(
+        iris |= disc_mask(shape, pts[centre], config.iris_annulus[1] * radius) & ~disc_mask(
             shape, pts[centre], config.iris_annulus[0] * radius)
     hair = _band(shape, pts[FOREHEAD_TOP], up, right, config.hair_band[0] * face_height,
                  config.hair_band[1] * face_height, config.hair_half_width_iod * iod)
@@ -103,13 +105,13 @@ def read_colours(image: np.ndarray, reading: FaceReading, config: ColourConfig =
     masks = region_masks(reading, image.shape[:2], config)
 
     def median(name: str, minimum: int = 20) -> np.ndarray | None:
-        px = _pixels(image, masks[name])
+        px = masked_pixels(image, masks[name])
         return np.median(px, axis=0) if len(px) >= minimum else None
 
     skin = median("cheeks", 1)
     if skin is None:
         skin = np.array(SkinTone.MEDIUM.srgb) / 255.0
-    iris_px = _pixels(image, masks["iris"])
+    iris_px = masked_pixels(image, masks["iris"])
     if len(iris_px):
         brightness = iris_px.mean(1)
         iris_px = iris_px[brightness <= np.percentile(brightness, 80)]  # drop the catch-lights

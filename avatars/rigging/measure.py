@@ -73,14 +73,20 @@ class NoiseView:
 def flat_render(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, view: NoiseView = NoiseView()) -> np.ndarray:
     """[H, W, 3] float unshaded front render: every sample gets the same normal, so the same
     Lambert factor, which is divided out (colours, not shading)."""
-    from avatars.anny.render import RenderConfig, _camera, render_view, sample_surface
+    from avatars.anny.render import (
+        RenderConfig,
+        lambert_shade,
+        orbit_camera,
+        render_view,
+        sample_surface,
+    )
 
     config = RenderConfig(size=view.size, distance=view.distance, target_height=view.target_height)
     s = sample_surface(np.asarray(vertices, np.float32), faces, np.asarray(colors, np.float32),
                        config.sample_count(), config.seed)
-    _, right, up, forward = _camera(0.0, config)
-    normal = -forward  # faces the camera; render_view's light for it:
-    shade = 0.45 + 0.6 * float(np.clip(normal @ (-forward + 0.4 * up - 0.3 * right) / 1.17, 0.0, 1.0))
+    _, right, up, forward = orbit_camera(0.0, config)
+    normal = -forward  # faces the camera
+    shade = float(lambert_shade(normal, right, up, forward))
     lit = type(s)(s.points, s.colors, np.tile(normal.astype(np.float32), (len(s.points), 1)), s.bias)
     return np.clip(render_view(lit, 0.0, config).astype(np.float64) / 255.0 / shade, 0.0, 1.0)
 

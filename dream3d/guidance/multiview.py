@@ -35,7 +35,7 @@ from dream3d.guidance.priors import (
     StableDiffusionPrior,
     _freeze,
     _load_error,
-    _to_pixels,
+    to_prior_pixels,
 )
 from dream3d.guidance.schedules import sample_timesteps, t_range
 from dream3d.guidance.sds import (
@@ -101,7 +101,7 @@ class MultiViewPrimitivesPrior(MultiViewDiffusionPrior):
             return self.prior.encode_prompts(list(prompts)).to(self.device)
 
     def prepare_image(self, images: Tensor) -> Tensor:
-        return _to_pixels(images, self.image_size, self.device)
+        return to_prior_pixels(images, self.image_size, self.device)
 
     def camera_features(self, cameras: Cameras) -> Tensor:
         from dream3d.priors.multiview import camera_features

@@ -110,7 +110,7 @@ def _freeze(module: nn.Module) -> nn.Module:
     return module
 
 
-def _to_pixels(images: Tensor, size: int, device: torch.device) -> Tensor:
+def to_prior_pixels(images: Tensor, size: int, device: torch.device) -> Tensor:
     """[B, H, W, 3] in [0, 1] -> [B, 3, size, size] in [-1, 1], float32 on `device` (differentiable)."""
     x = images.to(device=device, dtype=torch.float32).permute(0, 3, 1, 2)
     if x.shape[-2:] != (size, size):
@@ -260,7 +260,7 @@ class StableDiffusionPrior(DiffusionPrior):
         return self.text_encoder(input_ids=tokens.input_ids)
 
     def prepare_image(self, images: Tensor) -> Tensor:
-        pixels = _to_pixels(images, self.image_size, self.device)  # [B, 3, S, S] in [-1, 1]
+        pixels = to_prior_pixels(images, self.image_size, self.device)  # [B, 3, S, S] in [-1, 1]
         posterior = self.vae.encode(pixels.to(self.dtype)).latent_dist
         return posterior.mean.float() * self.scaling_factor  # [B, 4, S/8, S/8]
 
@@ -338,7 +338,7 @@ class DeepFloydIFPrior(DiffusionPrior):
         return self.text_encoder(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask)
 
     def prepare_image(self, images: Tensor) -> Tensor:
-        return _to_pixels(images, self.image_size, self.device)  # [B, 3, 64, 64] in [-1, 1]
+        return to_prior_pixels(images, self.image_size, self.device)  # [B, 3, 64, 64] in [-1, 1]
 
     @torch.no_grad()
     def predict_noise(self, x_t: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
@@ -385,7 +385,7 @@ class BundledPrimitivesPrior(DiffusionPrior):
             return self.prior.encode_prompts(list(prompts)).to(self.device)
 
     def prepare_image(self, images: Tensor) -> Tensor:
-        return _to_pixels(images, self.image_size, self.device)
+        return to_prior_pixels(images, self.image_size, self.device)
 
     @torch.no_grad()
     def predict_noise(self, x_t: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
