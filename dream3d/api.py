@@ -217,6 +217,19 @@ def run_flags(
     return flags
 
 
+def check_guidance_fits_prior(config: RunConfig, prior) -> None:
+    """One line, before anything is written, for settings only single-view score distillation has."""
+    from dream3d.guidance.multiview import MultiViewDiffusionPrior
+
+    if not isinstance(prior, MultiViewDiffusionPrior):
+        return
+    if config.sds.inversion is not None:
+        raise UsageError("sds.inversion (SDI) works with single-view priors only: drop it, or pass a single-view --prior")
+    if config.sds.perp_neg is not None:
+        raise UsageError("sds.perp_neg works with single-view priors only (a multi-view prior sees every side at "
+                         "once): drop it, or pass a single-view --prior")
+
+
 def _run(config: RunConfig, device: torch.device, out: Path, progress: bool, stop_after: int | None,
          on_step: Callable[[StepUpdate], None] | None = None, stop: threading.Event | None = None) -> Run:
     from dream3d.prompts import build_prompt_embeddings
@@ -225,6 +238,7 @@ def _run(config: RunConfig, device: torch.device, out: Path, progress: bool, sto
     start = time.perf_counter()
     # 1. Load the prior before touching the disk: a missing prior leaves nothing behind.
     prior = _load_prior(config.prior, device)
+    check_guidance_fits_prior(config, prior)
     warn_if_outside_world(config.prompt, prior)
     # 2. The run folder, with the resolved config.
     folder = prepare_run_folder(out)

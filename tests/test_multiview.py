@@ -234,7 +234,8 @@ def test_multiview_loss_gradient_is_exactly_the_sds_gradient():
     assert torch.allclose(out.grad, expected, atol=1e-5)
 
 
-def test_multiview_sds_refuses_half_sets_and_perp_neg():
+def test_multiview_sds_refuses_half_sets_perp_neg_and_sdi():
+    from dream3d.guidance.inversion import InversionConfig
     from dream3d.prompts import PerpNegConfig
 
     prior = LinearMultiViewPrior()
@@ -246,6 +247,9 @@ def test_multiview_sds_refuses_half_sets_and_perp_neg():
     with pytest.raises(ValueError, match="Perp-Neg"):
         multiview_score_distillation(prior, torch.rand(4, 8, 8, 3), emb.for_cameras(cameras), prior.camera_features(cameras),
                                      0, 10, SDSConfig(perp_neg=PerpNegConfig()))
+    with pytest.raises(ValueError, match="SDI"):
+        multiview_score_distillation(prior, torch.rand(4, 8, 8, 3), emb.for_cameras(cameras), prior.camera_features(cameras),
+                                     0, 10, SDSConfig(inversion=InversionConfig()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,3 +293,14 @@ def test_text_to_3d_with_a_multiview_prior_distils_sets_of_views(tiny_mv_folder,
     assert run.config.sds.guidance_scale == 30.0 and run.config.sds.perp_neg is None
     lines = (run.folder.root / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 and all(json.loads(line)["sds_grad_norm"] > 0 for line in lines)
+
+
+@pytest.mark.parametrize("setting", ["sds.inversion={}", "sds.perp_neg={}"])
+def test_single_view_only_settings_with_a_multiview_prior_are_one_clear_line(tiny_mv_folder, tmp_path, capsys, setting):
+    from test_cli import assert_one_clear_line
+
+    from dream3d.cli import main
+
+    code = main(["a red table", "--prior", str(tiny_mv_folder), "--out", str(tmp_path / "run"), "--set", setting])
+    assert_one_clear_line(code, capsys.readouterr().err, "single-view priors only")
+    assert not (tmp_path / "run").exists()

@@ -217,6 +217,8 @@ def multiview_score_distillation(
     """
     if config.perp_neg is not None:
         raise ValueError("Perp-Neg is a single-view remedy for the Janus problem; multi-view SDS does not use it")
+    if config.inversion is not None:
+        raise ValueError("SDI (sds.inversion) is written for single-view priors; multi-view SDS does not use it")
     x0 = prior.prepare_image(images)  # [N, C, h, w] float32, differentiable
     n, views = x0.shape[0], prior.num_views
     if n % views:
