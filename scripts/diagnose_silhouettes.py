@@ -2,8 +2,9 @@
 
 For one object of the primitives world, every silhouette is matched against the exact object's
 silhouettes over a grid of cameras (azimuth every 15 deg, elevation -10..80 every 10 deg,
-distance 2.8 / 3.1 / 3.4, fov 45; the best IoU is kept, since a prior sample's camera is not
-known). Scored the same way:
+distance 2.4-3.7 at fov 45, so sizes beyond the training range show); the best IoU is kept, since
+a prior sample's camera is not known, with the matching view's distance (the drawn size). Scored
+the same way:
 
 - 2D samples of the bundled prior for the prompt (DDIM, the sampling guidance);
 - with --run, renders of that run's trained field from cameras of its training distribution
@@ -29,7 +30,7 @@ import torch
 def candidate_cameras(size: int):
     from dream3d.cameras import make_cameras
 
-    az, el, dist = np.meshgrid(np.arange(0.0, 360.0, 15.0), np.arange(-10.0, 81.0, 10.0), [2.8, 3.1, 3.4],
+    az, el, dist = np.meshgrid(np.arange(0.0, 360.0, 15.0), np.arange(-10.0, 81.0, 10.0), [2.4, 2.6, 2.8, 3.1, 3.4, 3.7],
                                indexing="ij")
     n = az.size
     return make_cameras(torch.tensor(az.ravel(), dtype=torch.float32), torch.tensor(el.ravel(), dtype=torch.float32),
@@ -47,11 +48,12 @@ def exact_masks(object_id: str, cameras, chunk: int = 120) -> torch.Tensor:
     return torch.cat(masks)
 
 
-def best_iou(mask: torch.Tensor, candidates: torch.Tensor) -> float:
-    """Largest IoU of mask [H, W] with any of candidates [N, H, W]."""
+def best_match(mask: torch.Tensor, candidates: torch.Tensor) -> tuple[float, int]:
+    """Largest IoU of mask [H, W] with any of candidates [N, H, W], and that candidate's index."""
     inter = (candidates & mask).flatten(1).sum(1).float()
     union = (candidates | mask).flatten(1).sum(1).float().clamp_min(1)
-    return float((inter / union).max())
+    iou = inter / union
+    return float(iou.max()), int(iou.argmax())
 
 
 def prior_sample_masks(prompt: str, num: int, steps: int, seed: int) -> torch.Tensor:
@@ -97,17 +99,25 @@ def main(argv=None) -> int:
     size = 64
     cameras = candidate_cameras(size)
     candidates = exact_masks(args.object, cameras)
-    rows = [("prior samples", [best_iou(m, candidates) for m in prior_sample_masks(args.prompt, args.num,
-                                                                                    args.steps, args.seed)])]
+    distances = cameras.positions.norm(dim=-1)
+
+    def scored(masks: torch.Tensor) -> tuple[list[float], list[float]]:
+        matches = [best_match(m, candidates) for m in masks]
+        return [iou for iou, _ in matches], [float(distances[i]) for _, i in matches]
+
+    rows = [("prior samples", *scored(prior_sample_masks(args.prompt, args.num, args.steps, args.seed)))]
     if args.run is not None:
         masks, field_cameras = field_masks(args.run, args.num, args.seed, size)
-        rows.append(("trained field", [best_iou(m, candidates) for m in masks]))
+        rows.append(("trained field", *scored(masks)))
         truth = exact_masks(args.object, field_cameras)
-        rows.append(("trained field, true camera", [best_iou(m, t[None]) for m, t in zip(masks, truth)]))
-    print(f"{args.object} ({args.prompt!r}), silhouette IoU against the exact object, {args.num} images:")
-    for name, values in rows:
+        true_distance = field_cameras.positions.norm(dim=-1).tolist()
+        rows.append(("trained field, true camera", [best_match(m, t[None])[0] for m, t in zip(masks, truth)],
+                     true_distance))
+    print(f"{args.object} ({args.prompt!r}), silhouette IoU against the exact object, {args.num} images "
+          "(and the distance of the matching exact view: smaller means the object is drawn bigger):")
+    for name, values, dist in rows:
         print(f"  {name:28s} median {statistics.median(values):.3f}  mean {statistics.mean(values):.3f}  "
-              f"min {min(values):.3f}")
+              f"min {min(values):.3f}  distance median {statistics.median(dist):.2f}")
     return 0
 
 
