@@ -257,21 +257,24 @@ class PointMassPrior(LinearPrior):
         return (x_t - alpha_bar.sqrt() * mu) / (1 - alpha_bar).sqrt()
 
 
-def test_sds_descends_toward_what_the_prior_believes():
-    # Signs and plumbing end to end, independent of trained weights: with the exact denoiser
-    # of "red" images, SDS must turn a flat grey image red.
-    prior = PointMassPrior()
-    condition = build_prompt_embeddings(prior, "a red ball").for_views([View.FRONT])
+def distil_flat_image(prior, prompt: str, config: SDSConfig, steps: int = 100) -> torch.Tensor:
+    """Mean colour [3] of an 8 x 8 image, flat grey at first, after `steps` SDS steps with Adam."""
+    condition = build_prompt_embeddings(prior, prompt).for_views([View.FRONT])
     logits = torch.zeros(1, 8, 8, 3, requires_grad=True)
     optimizer = torch.optim.Adam([logits], lr=0.05)
     generator = torch.Generator().manual_seed(0)
-    for step in range(100):
-        out = score_distillation(prior, torch.sigmoid(logits), condition, step, 100, SDSConfig(guidance_scale=1.0),
-                                 generator)
+    for step in range(steps):
+        out = score_distillation(prior, torch.sigmoid(logits), condition, step, steps, config, generator)
         optimizer.zero_grad()
         out.loss.backward()
         optimizer.step()
-    mean = torch.sigmoid(logits).detach().mean(dim=(0, 1, 2))
+    return torch.sigmoid(logits).detach().mean(dim=(0, 1, 2))
+
+
+def test_sds_descends_toward_what_the_prior_believes():
+    # Signs and plumbing end to end, independent of trained weights: with the exact denoiser
+    # of "red" images, SDS must turn a flat grey image red.
+    mean = distil_flat_image(PointMassPrior(), "a red ball", SDSConfig(guidance_scale=1.0))
     assert torch.allclose(mean, torch.tensor([1.0, 0.1, 0.1]), atol=0.1), mean
 
 
