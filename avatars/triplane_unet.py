@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from avatars.triplane.config import AvatarTriplaneConfig
 from avatars.rollout import NUM_PLANES, Aware3DConv, AxisPool, PlaneConv
+from dream3d.diffusion_math import classifier_free_guidance
 
 
 @dataclass(frozen=True)
@@ -270,7 +271,7 @@ class TriplaneUNet(nn.Module):
         out = self(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, cond]), drop_cond=drop,
                    spatial=None if spatial is None else torch.cat([spatial, spatial]))
         cond_out, uncond_out = out.chunk(2)
-        return uncond_out + guidance_scale * (cond_out - uncond_out)
+        return classifier_free_guidance(cond_out, uncond_out, guidance_scale)
 
 
 def count_parameters(module: nn.Module) -> int:

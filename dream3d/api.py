@@ -219,15 +219,13 @@ def run_flags(
 
 def check_guidance_fits_prior(config: RunConfig, prior) -> None:
     """One line, before anything is written, for settings only single-view score distillation has."""
-    from dream3d.guidance.multiview import MultiViewDiffusionPrior
+    from dream3d.guidance.multiview import MultiViewDiffusionPrior, refuse_single_view_settings
 
-    if not isinstance(prior, MultiViewDiffusionPrior):
-        return
-    if config.sds.inversion is not None:
-        raise UsageError("sds.inversion (SDI) works with single-view priors only: drop it, or pass a single-view --prior")
-    if config.sds.perp_neg is not None:
-        raise UsageError("sds.perp_neg works with single-view priors only (a multi-view prior sees every side at "
-                         "once): drop it, or pass a single-view --prior")
+    if isinstance(prior, MultiViewDiffusionPrior):
+        try:
+            refuse_single_view_settings(config.sds)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
 
 
 def _run(config: RunConfig, device: torch.device, out: Path, progress: bool, stop_after: int | None,

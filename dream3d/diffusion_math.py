@@ -1,6 +1,7 @@
-"""The two formulas every diffusion model here shares: the DDPM forward process and the shift
-that classifier guidance adds to a denoiser's output. One copy, used by score distillation,
-the bundled prior's sampler and the avatar diffusion model."""
+"""The formulas every diffusion model here shares: the DDPM forward process, classifier-free
+guidance and the shift that classifier guidance adds to a denoiser's output. One copy, used by
+score distillation (and its DDIM inversion), the bundled prior's sampler and the avatar
+diffusion model."""
 from __future__ import annotations
 
 from torch import Tensor
@@ -13,6 +14,11 @@ def add_noise(x0: Tensor, noise: Tensor, alphas_cumprod: Tensor, t: Tensor) -> T
     """
     alpha_bar = alphas_cumprod[t].reshape(-1, *([1] * (x0.dim() - 1)))  # [B, 1, ...]
     return alpha_bar.sqrt() * x0 + (1.0 - alpha_bar).sqrt() * noise
+
+
+def classifier_free_guidance(eps_cond: Tensor, eps_uncond: Tensor, scale: float) -> Tensor:
+    """eps_uncond + scale (eps_cond - eps_uncond). All [B, ...]."""
+    return eps_uncond + scale * (eps_cond - eps_uncond)
 
 
 def classifier_shift(alpha_bar: Tensor, scale: float, score: Tensor, predicts_v: bool) -> Tensor:

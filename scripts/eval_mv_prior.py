@@ -16,6 +16,7 @@ so a gap to "single" is drift of the UNet and a gap to "multi" is what the new p
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import random
 import sys
@@ -49,8 +50,8 @@ def main(argv=None) -> int:
     mv, single = load_multiview_prior(args.mv), load_bundled_prior(args.single)
     multi = {"multi": mv}
     if args.ablate:
-        multi["multi_no_gates"] = without_new_parts(load_multiview_prior(args.mv), camera=False)
-        multi["multi_no_gates_no_camera"] = without_new_parts(load_multiview_prior(args.mv), camera=True)
+        multi["multi_no_gates"] = without_new_parts(copy.deepcopy(mv), camera=False)
+        multi["multi_no_gates_no_camera"] = without_new_parts(copy.deepcopy(mv), camera=True)
     rng, g = random.Random(args.seed), torch.Generator().manual_seed(args.seed)
     bands = {"t<250": (0, 250), "250-500": (250, 500), "500-750": (500, 750), "750-1000": (750, 1000)}
     errors: dict[str, dict[str, list[float]]] = {b: {"single": [], **{k: [] for k in multi}} for b in bands}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from dream3d.diffusion_math import classifier_free_guidance
 from dream3d.guidance.priors import DiffusionPrior
 
 
@@ -92,7 +93,7 @@ def inverted_noise(
             if not bool(moving.any()):
                 continue
             eps = prior.predict_noise(x.repeat(2, 1, 1, 1), current.repeat(2), embeddings).view(2, *x.shape)
-            eps = eps[1] + config.guidance_scale * (eps[0] - eps[1])
+            eps = classifier_free_guidance(eps[0], eps[1], config.guidance_scale)
             a, a_next = alphas[current], alphas[target]
             stepped = ddim_inversion_step(x, eps, a, a_next)
             if config.eta > 0:

@@ -37,11 +37,11 @@ from dream3d.guidance.priors import (
     _load_error,
     to_prior_pixels,
 )
+from dream3d.diffusion_math import classifier_free_guidance
 from dream3d.guidance.schedules import sample_timesteps, t_range
 from dream3d.guidance.sds import (
     GuidanceOutput,
     SDSConfig,
-    classifier_free_guidance,
     rescaled_guidance,
     sds_gradient,
     sds_loss,
@@ -186,6 +186,15 @@ class MVDreamPrior(StableDiffusionPrior, MultiViewDiffusionPrior):
 # Multi-view score distillation
 
 
+def refuse_single_view_settings(config: SDSConfig) -> None:
+    """ValueError, in one line, for SDS settings that only single-view distillation has."""
+    if config.perp_neg is not None:
+        raise ValueError("sds.perp_neg (Perp-Neg) works with single-view priors only (a multi-view prior sees every "
+                         "side at once): drop it, or pass a single-view --prior")
+    if config.inversion is not None:
+        raise ValueError("sds.inversion (SDI) works with single-view priors only: drop it, or pass a single-view --prior")
+
+
 def guided_noise_views(prior: MultiViewDiffusionPrior, x_t: Tensor, t: Tensor, condition: GuidanceCondition,
                        cameras: Tensor, config: SDSConfig) -> Tensor:
     """eps_pred [N, C, h, w] with classifier-free (and classifier) guidance; one UNet batch of 2N.
@@ -215,10 +224,7 @@ def multiview_score_distillation(
     images: [N, H, W, 3] in [0, 1]; condition: per-view embeddings (`PromptEmbeddings.for_cameras`);
     cameras: [N, F] from `prior.camera_features`; t per set, then the noise, both drawn on the CPU.
     """
-    if config.perp_neg is not None:
-        raise ValueError("Perp-Neg is a single-view remedy for the Janus problem; multi-view SDS does not use it")
-    if config.inversion is not None:
-        raise ValueError("SDI (sds.inversion) is written for single-view priors; multi-view SDS does not use it")
+    refuse_single_view_settings(config)
     x0 = prior.prepare_image(images)  # [N, C, h, w] float32, differentiable
     n, views = x0.shape[0], prior.num_views
     if n % views:

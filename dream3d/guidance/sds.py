@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from dream3d.diffusion_math import add_noise, classifier_shift
+from dream3d.diffusion_math import add_noise, classifier_free_guidance, classifier_shift
 from dream3d.guidance.inversion import InversionConfig, inverted_noise
 from dream3d.guidance.loading import PriorKind
 from dream3d.guidance.priors import DiffusionPrior
@@ -107,11 +107,6 @@ class GuidanceOutput:
     """Scalar: L2 norm of `grad` over the whole batch."""
     x0: Tensor
     """[B, C, h, w] the model input made from the images, still attached to their graph."""
-
-
-def classifier_free_guidance(eps_cond: Tensor, eps_uncond: Tensor, scale: float) -> Tensor:
-    """eps_uncond + scale (eps_cond - eps_uncond). All [B, C, h, w]."""
-    return eps_uncond + scale * (eps_cond - eps_uncond)
 
 
 def perpendicular_component(x: Tensor, y: Tensor) -> Tensor:
@@ -234,13 +229,13 @@ def score_distillation(
     batch = x0.shape[0]
     lo_hi = t_range(config.timesteps, step, total_steps, prior.num_train_timesteps)
     t = sample_timesteps(config.timesteps, step, total_steps, prior.num_train_timesteps, batch, generator)
-    noise = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(x0.device)
     t = t.to(x0.device)
     with torch.no_grad():
         if config.inversion is not None:
             x_t, noise = inverted_noise(prior, x0.detach(), t, condition.conditional, condition.unconditional,
                                         config.inversion, generator)
         else:
+            noise = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(x0.device)
             x_t = add_noise(x0.detach(), noise, prior.alphas_cumprod, t)
         eps_pred = guided_noise(prior, x_t, t, condition, config)
         grad = sds_gradient(eps_pred, noise, prior.alphas_cumprod, t, config)

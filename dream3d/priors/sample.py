@@ -9,7 +9,7 @@ from diffusers import DDIMScheduler
 from torch import Tensor
 
 from dream3d.atomic import write_with
-from dream3d.diffusion_math import classifier_shift
+from dream3d.diffusion_math import classifier_free_guidance, classifier_shift
 from dream3d.priors.model import BundledPrior
 
 DEFAULT_GUIDANCE = 2.0
@@ -50,7 +50,7 @@ def ddim_sample(prior: BundledPrior, prompts: list[str], steps: int = 50, guidan
         extra = () if cameras is None else (torch.cat([cameras, cameras]).to(prior.device, prior.dtype),)
         out = prior.predict_model_output(torch.cat([x, x]), t.expand(2 * B).to(prior.device), emb, *extra)
         out_u, out_c = out.chunk(2)
-        guided = out_u + guidance_scale * (out_c - out_u)
+        guided = classifier_free_guidance(out_c, out_u, guidance_scale)
         if guidance_rescale > 0:
             guided = rescale_guidance(guided, out_c, guidance_rescale)
         alpha_bar = scheduler.alphas_cumprod[int(t)]
